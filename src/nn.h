@@ -1,0 +1,191 @@
+// nn.h: the op contract. Models (dcae.c, vit.c, diffusion.c) are written once against these
+// functions; exactly one backend is linked into a program:
+//   src/cpu/*.c  - C11 + OpenMP + BLAS, fp32, the readable reference (BACKEND=cpu)
+//   cuda/*.cu    - the same ops on the GPU (BACKEND=cuda), extern "C", same names
+// All tensor pointers are *backend memory* (host memory on CPU, device memory on CUDA), obtained
+// from nn_alloc. Sizes are element counts (size_t), never bytes.
+//
+// Layouts: images are NCHW, (B, C, H, W) row-major; token sequences are (B, N, D) row-major;
+// linear weights are (out, in) like torch.nn.Linear; conv weights (Cout, Cin, K, K) like Conv2d.
+//
+// Backward conventions (llm.c): gradients of *parameters* accumulate (+=) so micro-batches and
+// weight sharing add up; gradients of *activations* are overwritten (=) unless the comment says
+// otherwise. An activation-gradient output pointer may be NULL when the caller does not need it.
+// Scalar results (losses, norms) are returned on the host.
+#ifndef LOLA_NN_H
+#define LOLA_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Backend, memory
+
+// Initialise the backend (device selection from the node-local rank on CUDA; OpenMP threads on
+// CPU). local_rank < 0 means "no preference". Safe to call more than once.
+void nn_init(int local_rank);
+// Human-readable backend description for `lola info` ("cpu (OpenBLAS 0.3.21, 2 threads)", ...).
+const char *nn_backend_name(void);
+// Zero-filled backend buffer of n floats. Dies with the size on failure.
+float *nn_alloc(size_t n);
+void nn_free(float *p);
+void nn_zero(float *x, size_t n);
+void nn_copy(float *dst, const float *src, size_t n);           // backend -> backend
+void nn_to_backend(float *dst, const float *host_src, size_t n); // host -> backend
+void nn_to_host(float *host_dst, const float *src, size_t n);    // backend -> host
+void nn_sync(void);                                              // wait for queued work (timing)
+// Bytes currently allocated through nn_alloc, and the high-water mark.
+size_t nn_bytes_in_use(void);
+size_t nn_bytes_peak(void);
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise and BLAS-1
+
+void nn_fill(float *x, float value, size_t n);
+void nn_scale(float *x, float s, size_t n);                       // x *= s
+void nn_axpy(float *y, float a, const float *x, size_t n);        // y += a*x
+void nn_add(float *out, const float *a, const float *b, size_t n); // out = a + b (out may alias)
+// Sum of squares in float64 accumulation (for the global gradient norm).
+double nn_sum_squares(const float *x, size_t n);
+// 1 if every element is finite.
+int nn_all_finite(const float *x, size_t n);
+
+// SiLU: out = x * sigmoid(x). backward: dx = dout * s * (1 + x * (1 - s)), s = sigmoid(x).
+void silu_forward(float *out, const float *x, size_t n);
+void silu_backward(float *dx, const float *dout, const float *x, size_t n);
+
+// Dropout with probability p (inverted: kept values scaled by 1/(1-p)). The keep decision of
+// element i is rng_hash_uniform(seed, i) >= p (rng.h), identical on every backend.
+// mask (n floats) receives 0 or 1/(1-p) and is reused by backward: dx = dout * mask.
+void dropout_forward(float *out, float *mask, const float *x, size_t n, float p, uint64_t seed);
+void dropout_backward(float *dx, const float *dout, const float *mask, size_t n);
+
+// Standard normal noise: out[i] = rng_hash_normal(seed, i).
+void nn_randn(float *out, size_t n, uint64_t seed);
+
+// ---------------------------------------------------------------------------------------------
+// Convolutional autoencoder ops (NCHW)
+
+// 2-D convolution, stride 1, zero padding K/2 (K odd: 1 or 3), with optional bias (b may be NULL).
+// x (B, Cin, H, W), w (Cout, Cin, K, K), b (Cout), out (B, Cout, H, W).
+void conv2d_forward(float *out, const float *x, const float *w, const float *b,
+                    int B, int Cin, int Cout, int H, int W, int K);
+// dx (=, may be NULL), dw (+=), db (+=, may be NULL).
+void conv2d_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                     const float *w, int B, int Cin, int Cout, int H, int W, int K);
+
+// Pixel unshuffle by s: x (B, C, H, W) -> out (B, C*s*s, H/s, W/s), out channel c*s*s + i*s + j
+// holds x[c, h*s + i, w*s + j] (torch.nn.PixelUnshuffle order). H, W are the *input* sizes.
+void pixel_unshuffle(float *out, const float *x, int B, int C, int H, int W, int s);
+// Pixel shuffle by s, the exact inverse: x (B, C*s*s, H, W) -> out (B, C, H*s, W*s).
+// C is the *output* channel count; H, W are the *input* sizes. The gradient of one is the other.
+void pixel_shuffle(float *out, const float *x, int B, int C, int H, int W, int s);
+
+// LayerNorm over channels per pixel, no affine, UNBIASED variance (torch.var_mean, correction 1),
+// eps 1e-5 (lola-spec.md 2.1): y = (x - mean_c) / sqrt(var_c + eps).
+// x, out (B, C, HW); mean, rstd (B, HW) saved for backward.
+void layernorm_channels_forward(float *out, float *mean, float *rstd, const float *x,
+                                int B, int C, int HW, float eps);
+void layernorm_channels_backward(float *dx, const float *dout, const float *x,
+                                 const float *mean, const float *rstd, int B, int C, int HW);
+
+// (B, C, N) -> (B, N, C). Its gradient is transpose_bcn(dx, dout, B, N, C).
+void transpose_bcn(float *out, const float *x, int B, int C, int N);
+
+// Latent saturation (lola-spec.md 2.4), bound 5:
+//   kind 0 none; 1 softclip2 z/sqrt(1+(z/5)^2); 2 softclip z/(1+|z|/5); 3 tanh 5*tanh(z/5);
+//   4 arcsinh asinh(z); 5 rmsnorm over channels z/sqrt(mean_c z^2 + 1e-5).
+// x, out (B, C, HW).
+enum { SAT_NONE = 0, SAT_SOFTCLIP2, SAT_SOFTCLIP, SAT_TANH, SAT_ARCSINH, SAT_RMSNORM };
+void saturation_forward(float *out, const float *x, int B, int C, int HW, int kind);
+void saturation_backward(float *dx, const float *dout, const float *x, int B, int C, int HW, int kind);
+
+// ---------------------------------------------------------------------------------------------
+// Dense / transformer ops ((B, N, D) tokens)
+
+// out (M, N) = x (M, K) @ w (N, K)^T + b (N); b may be NULL.
+void linear_forward(float *out, const float *x, const float *w, const float *b, int M, int K, int N);
+// dx (M, K) (=, may be NULL), dw (+=), db (+=, may be NULL).
+void linear_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                     const float *w, int M, int K, int N);
+
+// LayerNorm over the last axis D, no affine, BIASED variance, eps (1e-5 in the ViT).
+// x, out (M, D); mean, rstd (M).
+void layernorm_forward(float *out, float *mean, float *rstd, const float *x, int M, int D, float eps);
+void layernorm_backward(float *dx, const float *dout, const float *x, const float *mean,
+                        const float *rstd, int M, int D);
+
+// adaLN modulation: out[b,n,:] = (1 + a[b,:]) * x[b,n,:] + c[b,:]. a and c are rows of a wider
+// per-sample buffer with row stride ld (e.g. the (B, 4D) modulation output; a = mod + 0,
+// c = mod + D, ld = 4D). x, out (B, N, D).
+void modulate_forward(float *out, const float *x, const float *a, const float *c,
+                      int B, int N, int D, int ld);
+// dx (=) = dout * (1 + a); da (+=) = sum_n dout * x; dc (+=) = sum_n dout. da/dc use stride ld.
+void modulate_backward(float *dx, float *da, float *dc, const float *dout, const float *x,
+                       const float *a, int B, int N, int D, int ld);
+
+// Gated variance-preserving residual (lola-spec.md 4.2): out = (x + g * y) / sqrt(1 + g^2),
+// g[b,:] a per-sample gate with row stride ld. x, y, out (B, N, D); out may alias x.
+void gated_residual_forward(float *out, const float *x, const float *y, const float *g,
+                            int B, int N, int D, int ld);
+// dx (=), dy (=), dg (+=, stride ld). dx may alias dout.
+void gated_residual_backward(float *dx, float *dy, float *dg, const float *dout, const float *x,
+                             const float *y, const float *g, int B, int N, int D, int ld);
+
+// qk-norm + RoPE on a packed qkv (B, N, 3D) buffer with H heads of size dh = D/H:
+// q and k of every head are RMS-normalised over dh (no affine, eps 1e-5), then each adjacent
+// pair (2m, 2m+1) of head h is rotated by angle[n, h*dh/2 + m] (angles (N, D/2), shared over B);
+// v is copied. rope = 0 skips the rotation, qknorm = 0 skips the normalisation.
+// rstd (B, N, 2H) saved for backward (q heads then k heads).
+void qk_norm_rope_forward(float *out, float *rstd, const float *qkv, const float *angle,
+                          int B, int N, int H, int dh, int qknorm, int rope);
+// dqkv (=) from dout (B, N, 3D); dangle (+=) (N, D/2), may be NULL.
+void qk_norm_rope_backward(float *dqkv, float *dangle, const float *dout, const float *qkv,
+                           const float *rstd, const float *angle, int B, int N, int H, int dh,
+                           int qknorm, int rope);
+
+// Multi-head softmax attention, no mask, scale 1/sqrt(dh):
+// qkv (B, N, 3D) packed [q | k | v], each D = H*dh wide, head h = contiguous chunk h;
+// out (B, N, D) with heads merged in the same order.
+// save: attention_save_floats(B, N, H) floats kept for backward (probabilities on CPU,
+// log-sum-exp statistics on CUDA).
+size_t attention_save_floats(int B, int N, int H);
+void attention_forward(float *out, float *save, const float *qkv, int B, int N, int H, int dh);
+// dqkv (=) (B, N, 3D).
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *save, int B, int N, int H, int dh);
+
+// SineEncoding (lola-spec.md 3.5): x (n) -> out (n, D), out[i, k] = sin(x_i f_k),
+// out[i, D/2 + k] = cos(x_i f_k), f_k = omega^(-k / (D/2 - 1)), k = 0..D/2-1. No gradient.
+void sine_encoding_forward(float *out, const float *x, int n, int D, float omega);
+
+// ---------------------------------------------------------------------------------------------
+// Losses. Each returns the loss (host double) and, when dpred != NULL, writes (=)
+// dpred = grad_scale * d loss / d pred.
+
+// mean over all n elements of (pred - target)^2.
+double mse_loss(float *dpred, const float *pred, const float *target, size_t n, float grad_scale);
+// mean over all n elements of |pred - target| (subgradient 0 at 0).
+double mae_loss(float *dpred, const float *pred, const float *target, size_t n, float grad_scale);
+// VRMSE (lola-spec.md 2.5): mean over (b, c) of sqrt(mean_pix (p - t)^2 / (var_unbiased_pix(t) + eps)).
+// pred, target (B, C, HW).
+double vrmse_loss(float *dpred, const float *pred, const float *target, int B, int C, int HW,
+                  float eps, float grad_scale);
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer
+
+// One AdamW step (torch.optim.AdamW semantics, decoupled weight decay):
+// p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+// p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). t >= 1 is the step count.
+void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                  float b2, float eps, float wd, int t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
