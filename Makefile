@@ -26,9 +26,11 @@ BLAS_CFLAGS := $(shell $(PKG) --cflags openblas 2>/dev/null)
 BLAS_LIBS := $(shell $(PKG) --libs openblas 2>/dev/null)
 PNG_CFLAGS := $(shell $(PKG) --cflags libpng 2>/dev/null)
 PNG_LIBS := $(shell $(PKG) --libs libpng 2>/dev/null)
+FFTW_CFLAGS := $(shell $(PKG) --cflags fftw3 2>/dev/null)
+FFTW_LIBS := $(shell $(PKG) --libs fftw3 2>/dev/null)
 
-ALL_CFLAGS = $(CFLAGS) $(DEFS) -Isrc -Impi $(MPI_CFLAGS) $(HDF5_CFLAGS) $(YAML_CFLAGS) $(BLAS_CFLAGS) $(PNG_CFLAGS)
-ALL_LIBS = $(HDF5_LIBS) $(YAML_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(MPI_LIBS) -fopenmp -lm
+ALL_CFLAGS = $(CFLAGS) $(DEFS) -Isrc -Impi $(MPI_CFLAGS) $(HDF5_CFLAGS) $(YAML_CFLAGS) $(BLAS_CFLAGS) $(PNG_CFLAGS) $(FFTW_CFLAGS)
+ALL_LIBS = $(HDF5_LIBS) $(YAML_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(FFTW_LIBS) $(MPI_LIBS) -fopenmp -lm
 
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard src/cpu/*.c) $(wildcard mpi/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))

@@ -1,0 +1,340 @@
+// memory.cu: CUDA backend context (device, stream, cuBLAS/cuDNN handles, switches), the error
+// checks, device memory (nn_alloc & co. with byte counters) and the grow-only scratch buffers.
+#include <stdlib.h>
+#include <string.h>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "cuda_common.cuh"
+
+// ---------------------------------------------------------------------------------------------
+// Error checks
+
+const char *lcu_cublas_string(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED (no device or driver?)";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED (out of device memory)";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE (bad size or leading dimension)";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "unknown cuBLAS status";
+    }
+}
+
+void lcu_cuda_check(cudaError_t e, const char *file, int line, const char *call) {
+    if (e == cudaSuccess) return;
+    const char *hint = "an earlier asynchronous kernel error can surface here; rerun with "
+                       "CUDA_LAUNCH_BLOCKING=1 to locate it";
+    if (e == cudaErrorMemoryAllocation) hint = "reduce the batch size or the model size";
+    if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver)
+        hint = "no usable NVIDIA GPU/driver: check nvidia-smi, CUDA_VISIBLE_DEVICES, or build with BACKEND=cpu";
+    lola_die_hint_at(file, line, hint, "CUDA error %d (%s: %s) in %s", (int)e, cudaGetErrorName(e),
+                     cudaGetErrorString(e), call);
+}
+
+void lcu_cublas_check(cublasStatus_t s, const char *file, int line, const char *call) {
+    if (s == CUBLAS_STATUS_SUCCESS) return;
+    lola_die_at(file, line, "cuBLAS error %d (%s) in %s", (int)s, lcu_cublas_string(s), call);
+}
+
+void lcu_cudnn_check(cudnnStatus_t s, const char *file, int line, const char *call) {
+    if (s == CUDNN_STATUS_SUCCESS) return;
+    lola_die_at(file, line, "cuDNN error %d (%s) in %s", (int)s, cudnnGetErrorString(s), call);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context
+
+static struct {
+    int init;
+    int device;
+    int num_sms;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    cudnnHandle_t cudnn; // NULL if unavailable
+    int tf32, det, conv_impl, verbose;
+    char device_name[256];
+    char name[512];
+} G;
+
+static int env_int(const char *name, int dflt) {
+    const char *s = getenv(name);
+    if (!s || !s[0]) return dflt;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end) lola_die("environment variable %s='%s' is not an integer", name, s);
+    return (int)v;
+}
+
+static void apply_cublas_math(void) {
+    if (!G.cublas) return;
+    CUBLAS_CHECK(cublasSetMathMode(G.cublas, G.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+}
+
+// Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
+// LOLA_CUDA_VERBOSE=1. Safe to call more than once (later calls keep the first device).
+extern "C" void nn_init(int local_rank) {
+    if (G.init) return;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+        lola_die_hint("this binary was built with BACKEND=cuda; on a machine without a GPU build with "
+                      "BACKEND=cpu (check nvidia-smi and CUDA_VISIBLE_DEVICES)",
+                      "no CUDA device found (cudaGetDeviceCount: %s, %d devices)",
+                      e == cudaSuccess ? "ok" : cudaGetErrorString(e), count);
+    G.device = local_rank < 0 ? 0 : local_rank % count;
+    CUDA_CHECK(cudaSetDevice(G.device));
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, G.device));
+    G.num_sms = prop.multiProcessorCount;
+    snprintf(G.device_name, sizeof G.device_name, "%s", prop.name);
+    G.stream = 0; // the legacy default stream: ordered with cudaMemcpy and every library call
+    G.tf32 = env_int("LOLA_TF32", 0) != 0;
+    G.det = env_int("LOLA_DETERMINISTIC", 0) != 0;
+    G.verbose = env_int("LOLA_CUDA_VERBOSE", 0) != 0;
+    const char *conv = getenv("LOLA_CONV");
+    G.conv_impl = NN_CONV_CUDNN;
+    if (conv && conv[0]) {
+        if (!strcmp(conv, "im2col")) G.conv_impl = NN_CONV_IM2COL;
+        else if (strcmp(conv, "cudnn")) lola_die("LOLA_CONV='%s': expected cudnn or im2col", conv);
+    }
+    CUBLAS_CHECK(cublasCreate(&G.cublas));
+    CUBLAS_CHECK(cublasSetStream(G.cublas, G.stream));
+    apply_cublas_math();
+    cudnnStatus_t ds = cudnnCreate(&G.cudnn);
+    if (ds != CUDNN_STATUS_SUCCESS) {
+        log_warn("warning: cuDNN unavailable (%s); convolutions use im2col + cuBLAS\n", cudnnGetErrorString(ds));
+        G.cudnn = NULL;
+    } else {
+        CUDNN_CHECK(cudnnSetStream(G.cudnn, G.stream));
+    }
+    G.init = 1;
+    int rt = 0;
+    cudaRuntimeGetVersion(&rt);
+    int cbv = 0;
+    cublasGetVersion(G.cublas, &cbv);
+    size_t dnn = G.cudnn ? cudnnGetVersion() : 0;
+    snprintf(G.name, sizeof G.name, "cuda (%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu; fp32%s%s)",
+             prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+             prop.totalGlobalMem / 1073741824.0, rt / 1000, (rt % 1000) / 10, cbv,
+             G.cudnn ? "" : "n/a ", dnn, G.tf32 ? " +tf32" : "", G.det ? ", deterministic" : "");
+    if (G.verbose) fprintf(stderr, "[cuda] device %d of %d: %s\n", G.device, count, G.name);
+}
+
+void lcu_ensure_init(void) {
+    if (!G.init) nn_init(-1);
+}
+
+extern "C" const char *nn_backend_name(void) {
+    lcu_ensure_init();
+    return G.name;
+}
+
+cudaStream_t lcu_stream(void) { return G.stream; }
+cublasHandle_t lcu_cublas(void) {
+    lcu_ensure_init();
+    return G.cublas;
+}
+cudnnHandle_t lcu_cudnn(void) {
+    lcu_ensure_init();
+    return G.cudnn;
+}
+int lcu_num_sms(void) {
+    lcu_ensure_init();
+    return G.num_sms;
+}
+
+extern "C" void nn_cuda_set_tf32(int on) {
+    lcu_ensure_init();
+    G.tf32 = on != 0;
+    apply_cublas_math();
+}
+extern "C" void nn_cuda_set_deterministic(int on) {
+    lcu_ensure_init();
+    G.det = on != 0;
+}
+extern "C" void nn_cuda_set_conv_impl(int impl) {
+    lcu_ensure_init();
+    if (impl != NN_CONV_CUDNN && impl != NN_CONV_IM2COL) lola_die("nn_cuda_set_conv_impl: bad value %d", impl);
+    G.conv_impl = impl;
+}
+extern "C" int nn_cuda_tf32(void) {
+    lcu_ensure_init();
+    return G.tf32;
+}
+extern "C" int nn_cuda_deterministic(void) {
+    lcu_ensure_init();
+    return G.det;
+}
+extern "C" int nn_cuda_conv_impl(void) {
+    lcu_ensure_init();
+    return G.conv_impl;
+}
+extern "C" const char *nn_cuda_device_name(void) {
+    lcu_ensure_init();
+    return G.device_name;
+}
+extern "C" void nn_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    lcu_ensure_init();
+    size_t f = 0, t = 0;
+    CUDA_CHECK(cudaMemGetInfo(&f, &t));
+    if (free_bytes) *free_bytes = f;
+    if (total_bytes) *total_bytes = t;
+}
+int lcu_verbose(void) { return G.verbose; }
+
+static long conv_fallback_calls = 0;
+void lcu_count_conv_fallback(void) { conv_fallback_calls++; }
+extern "C" long nn_cuda_conv_fallback_calls(void) { return conv_fallback_calls; }
+
+// ---------------------------------------------------------------------------------------------
+// Device memory with byte counters. The size of every live allocation is kept in a host map.
+
+static std::mutex alloc_mu;
+static std::unordered_map<void *, size_t> *allocs;
+static size_t bytes_in_use = 0, bytes_peak = 0;
+
+static void *device_malloc(size_t bytes, const char *what) {
+    lcu_ensure_init();
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 4);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); // clear the sticky-free allocation error
+        size_t f = 0, t = 0;
+        cudaMemGetInfo(&f, &t);
+        lola_die_hint("reduce the batch size or the model size",
+                      "out of device memory allocating %s of %zu bytes (%.3f GiB) on %s: %s; "
+                      "%.3f GiB in nn_alloc buffers, %.3f GiB scratch, device free %.3f of %.3f GiB",
+                      what, bytes, bytes / 1073741824.0, G.device_name, cudaGetErrorString(e),
+                      bytes_in_use / 1073741824.0, nn_cuda_scratch_bytes() / 1073741824.0,
+                      f / 1073741824.0, t / 1073741824.0);
+    }
+    return p;
+}
+
+extern "C" float *nn_alloc(size_t n) {
+    if (n > SIZE_MAX / sizeof(float)) lola_die("nn_alloc: %zu floats overflow size_t", n);
+    size_t bytes = n * sizeof(float);
+    float *p = (float *)device_malloc(bytes, "a buffer");
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes ? bytes : 4, G.stream));
+    std::lock_guard<std::mutex> lk(alloc_mu);
+    if (!allocs) allocs = new std::unordered_map<void *, size_t>();
+    (*allocs)[p] = bytes;
+    bytes_in_use += bytes;
+    if (bytes_in_use > bytes_peak) bytes_peak = bytes_in_use;
+    return p;
+}
+
+extern "C" void nn_free(float *p) {
+    if (!p) return;
+    {
+        std::lock_guard<std::mutex> lk(alloc_mu);
+        auto it = allocs ? allocs->find(p) : std::unordered_map<void *, size_t>::iterator();
+        if (!allocs || it == allocs->end())
+            lola_die("nn_free: %p was not returned by nn_alloc (or was freed twice)", (void *)p);
+        bytes_in_use -= it->second;
+        allocs->erase(it);
+    }
+    CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" size_t nn_bytes_in_use(void) { return bytes_in_use; }
+extern "C" size_t nn_bytes_peak(void) { return bytes_peak; }
+
+extern "C" void nn_zero(float *x, size_t n) {
+    if (!n) return;
+    lcu_ensure_init();
+    CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), G.stream));
+}
+
+// backend -> backend; overlapping ranges behave like memmove (staged through scratch).
+extern "C" void nn_copy(float *dst, const float *src, size_t n) {
+    if (dst == src || !n) return;
+    lcu_ensure_init();
+    size_t bytes = n * sizeof(float);
+    if (dst < src + n && src < dst + n) {
+        float *tmp = (float *)lcu_scratch(LCU_SCR_COPY, bytes);
+        CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, G.stream));
+        src = tmp;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, G.stream));
+}
+
+// host -> device; returns when the host buffer may be reused.
+extern "C" void nn_to_backend(float *dst, const float *host_src, size_t n) {
+    if (!n) return;
+    lcu_ensure_init();
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, G.stream));
+    CUDA_CHECK(cudaStreamSynchronize(G.stream));
+}
+
+// device -> host; returns when the data is on the host.
+extern "C" void nn_to_host(float *host_dst, const float *src, size_t n) {
+    if (!n) return;
+    lcu_ensure_init();
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, G.stream));
+    CUDA_CHECK(cudaStreamSynchronize(G.stream));
+}
+
+extern "C" void nn_sync(void) {
+    lcu_ensure_init();
+    CUDA_CHECK(cudaStreamSynchronize(G.stream));
+    CUDA_CHECK(cudaGetLastError());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch
+
+static void *scratch_ptr[LCU_SCR_N];
+static size_t scratch_cap[LCU_SCR_N];
+static size_t ones_len = 0;
+
+void *lcu_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= LCU_SCR_N) lola_die("lcu_scratch: bad slot %d", slot);
+    if (bytes > scratch_cap[slot]) {
+        if (scratch_ptr[slot]) CUDA_CHECK(cudaFree(scratch_ptr[slot])); // synchronises the device
+        size_t cap = bytes + bytes / 8;
+        cap = (cap + 255) & ~(size_t)255;
+        scratch_ptr[slot] = device_malloc(cap, "an op scratch buffer");
+        scratch_cap[slot] = cap;
+        if (slot == LCU_SCR_ONES) ones_len = 0;
+    }
+    return scratch_ptr[slot];
+}
+
+extern "C" size_t nn_cuda_scratch_bytes(void) {
+    size_t s = 0;
+    for (int i = 0; i < LCU_SCR_N; i++) s += scratch_cap[i];
+    return s;
+}
+
+__global__ void fill_kernel_ones(float *x, size_t n) {
+    GRID_STRIDE(i, n) x[i] = 1.0f;
+}
+
+const float *lcu_ones(size_t n) {
+    float *p = (float *)lcu_scratch(LCU_SCR_ONES, (n ? n : 1) * sizeof(float));
+    if (n > ones_len) {
+        size_t len = scratch_cap[LCU_SCR_ONES] / sizeof(float);
+        fill_kernel_ones<<<lcu_grid(len), LCU_THREADS, 0, G.stream>>>(p, len);
+        CUDA_LAUNCH_CHECK();
+        ones_len = len;
+    }
+    return p;
+}
+
+double lcu_sum_partials(const double *d_partials, int n) {
+    double host[4096];
+    if (n > 4096) lola_die("lcu_sum_partials: %d partials (max 4096)", n);
+    CUDA_CHECK(cudaMemcpyAsync(host, d_partials, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, G.stream));
+    CUDA_CHECK(cudaStreamSynchronize(G.stream));
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += host[i];
+    return s;
+}

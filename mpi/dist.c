@@ -1,0 +1,248 @@
+// dist.c: see dist.h. Two builds of one file: with -DLOLA_MPI every function calls MPI; without
+// it they are single-process identities (and dist_init refuses multi-task launches).
+#define _POSIX_C_SOURCE 200809L
+#include "dist.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+#ifdef LOLA_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1, g_local_rank = 0, g_local_size = 1;
+static int g_mpi_on = 0; // 1 between a successful MPI init and MPI_Finalize
+
+// ---------------------------------------------------------------------------------------------
+// What the launcher says: how many tasks were started (independent of MPI).
+
+static int env_int(const char *name, int *out) {
+    const char *s = getenv(name);
+    if (!s || !s[0]) return 0;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || v < 0 || v > INT_MAX) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int dist_launcher_size(const char **what) {
+    // Open MPI's mpirun, MPICH/Intel MPI hydra and Slurm's PMI/PMI2, MVAPICH2.
+    static const char *direct[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++) {
+        int v;
+        if (env_int(direct[i], &v) && v > 1) {
+            if (what) *what = direct[i];
+            return v;
+        }
+    }
+    // Slurm: SLURM_NTASKS is also exported to the batch script (where SLURM_PROCID=0 is set too),
+    // and a serial program run there directly is fine. Only a task *inside an srun step* counts:
+    // srun sets SLURM_STEP_ID (or SLURM_STEPID) and SLURM_STEP_NUM_TASKS besides SLURM_PROCID.
+    // (Deliberate refinement of "SLURM_NTASKS > 1 with SLURM_PROCID set": the batch step has
+    // SLURM_PROCID=0 and SLURM_NTASKS=N but is one process.)
+    int procid;
+    if (env_int("SLURM_PROCID", &procid) && (getenv("SLURM_STEP_ID") || getenv("SLURM_STEPID"))) {
+        int v;
+        if (env_int("SLURM_STEP_NUM_TASKS", &v) && v > 1) {
+            if (what) *what = "SLURM_STEP_NUM_TASKS";
+            return v;
+        }
+        if (env_int("SLURM_NTASKS", &v) && v > 1) {
+            if (what) *what = "SLURM_NTASKS";
+            return v;
+        }
+    }
+    if (what) *what = NULL;
+    return 1;
+}
+
+int dist_rank(void) { return g_rank; }
+int dist_size(void) { return g_size; }
+int dist_local_rank(void) { return g_local_rank; }
+int dist_local_size(void) { return g_local_size; }
+int dist_is_mpi(void) { return g_mpi_on; }
+
+#ifdef LOLA_MPI
+// =============================================================================================
+// MPI build
+
+void dist_mpi_check_at(const char *file, int line, int err, const char *call) {
+    if (err == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING + 1];
+    int len = 0;
+    if (MPI_Error_string(err, msg, &len) != MPI_SUCCESS) len = snprintf(msg, sizeof msg, "unknown MPI error");
+    msg[len < (int)sizeof msg ? len : (int)sizeof msg - 1] = '\0';
+    lola_die_at(file, line, "MPI call %s failed (error %d): %s", call, err, msg);
+}
+
+static void mpi_abort_hook(int code) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+}
+
+void dist_init(int *argc, char ***argv) {
+    int init = 0;
+    MPI_Initialized(&init);
+    if (init) return;
+    int provided = 0;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    g_mpi_on = 1;
+    lola_abort_hook = mpi_abort_hook;
+    // Errors come back as codes so MPI_CHECK can decode them and abort the whole job itself.
+    MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
+    lola_log_rank = g_rank;
+    lola_log_size = g_size;
+
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_rank(node, &g_local_rank));
+    MPI_CHECK(MPI_Comm_size(node, &g_local_size));
+    MPI_CHECK(MPI_Comm_free(&node));
+
+    if (provided < MPI_THREAD_FUNNELED)
+        log_warn("MPI provides thread level %d < MPI_THREAD_FUNNELED; OpenMP regions never call MPI, "
+                 "continuing", provided);
+
+    const char *var = NULL;
+    int launched = dist_launcher_size(&var);
+    if (g_size == 1 && launched > 1)
+        lola_die_hint("launch with `srun --mpi=pmix ...` (see `srun --mpi=list`) or `mpirun -np N ...`",
+                      "MPI sees 1 rank but the launcher started %d tasks (%s=%d): the launcher and the MPI "
+                      "library do not talk (srun without PMI/PMIx support?); every task would run the "
+                      "whole job on its own", launched, var, launched);
+}
+
+void dist_finalize(void) {
+    if (!g_mpi_on) return;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+    g_mpi_on = 0;
+    lola_abort_hook = NULL;
+}
+
+void dist_abort(int code) {
+    fflush(stdout);
+    fflush(stderr);
+    if (g_mpi_on) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+    exit(code ? code : 1);
+}
+
+void dist_barrier(void) {
+    if (g_mpi_on) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+// Largest element count per MPI call (counts are int).
+#define DIST_CHUNK ((size_t)1 << 30)
+
+static void allreduce_chunked(void *buf, size_t n, size_t elem, MPI_Datatype type, MPI_Op op) {
+    if (!g_mpi_on || g_size == 1) return;
+    char *p = (char *)buf;
+    for (size_t off = 0; off < n; off += DIST_CHUNK) {
+        size_t k = n - off < DIST_CHUNK ? n - off : DIST_CHUNK;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + off * elem, (int)k, type, op, MPI_COMM_WORLD));
+    }
+}
+
+void dist_allreduce_sum_float(float *buf, size_t n) { allreduce_chunked(buf, n, sizeof *buf, MPI_FLOAT, MPI_SUM); }
+void dist_allreduce_sum_double(double *buf, size_t n) { allreduce_chunked(buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM); }
+void dist_allreduce_sum_int64(int64_t *buf, size_t n) { allreduce_chunked(buf, n, sizeof *buf, MPI_INT64_T, MPI_SUM); }
+
+int dist_allreduce_max_int(int v) {
+    allreduce_chunked(&v, 1, sizeof v, MPI_INT, MPI_MAX);
+    return v;
+}
+
+int dist_allreduce_min_int(int v) {
+    allreduce_chunked(&v, 1, sizeof v, MPI_INT, MPI_MIN);
+    return v;
+}
+
+void dist_bcast(void *buf, size_t bytes, int root) {
+    if (!g_mpi_on) {
+        if (root != 0) lola_die("dist_bcast: root %d does not exist in a 1-rank run", root);
+        return;
+    }
+    char *p = (char *)buf;
+    size_t off = 0;
+    do { // a zero-byte broadcast still validates the root on every rank
+        size_t k = bytes - off < DIST_CHUNK ? bytes - off : DIST_CHUNK;
+        MPI_CHECK(MPI_Bcast(p + off, (int)k, MPI_BYTE, root, MPI_COMM_WORLD));
+        off += k;
+    } while (off < bytes);
+}
+
+void dist_allgather(const void *send, void *recv, size_t bytes) {
+    if (!g_mpi_on || g_size == 1) {
+        if (recv != send && bytes) memmove(recv, send, bytes);
+        return;
+    }
+    if (bytes > (size_t)INT_MAX)
+        lola_die("dist_allgather: %zu bytes per rank exceeds the MPI count limit (%d)", bytes, INT_MAX);
+    MPI_CHECK(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
+}
+
+#else
+// =============================================================================================
+// Serial build (no MPI): one process; collectives are identities.
+
+void dist_init(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    const char *var = NULL;
+    int launched = dist_launcher_size(&var);
+    if (launched > 1)
+        lola_die_hint("rebuild with MPI (install Open MPI: `make deps`, or `module load openmpi`; "
+                      "`make config` must show MPI ✓), or run a single task",
+                      "this lola binary was built WITHOUT MPI but was launched as %d tasks (%s=%d); "
+                      "refusing to start: every task would run the whole job on its own and they "
+                      "would overwrite each other's checkpoints", launched, var, launched);
+    g_rank = 0;
+    g_size = 1;
+    g_local_rank = 0;
+    g_local_size = 1;
+}
+
+void dist_finalize(void) {}
+
+void dist_abort(int code) {
+    fflush(stdout);
+    fflush(stderr);
+    exit(code ? code : 1);
+}
+
+void dist_barrier(void) {}
+void dist_allreduce_sum_float(float *buf, size_t n) { (void)buf; (void)n; }
+void dist_allreduce_sum_double(double *buf, size_t n) { (void)buf; (void)n; }
+void dist_allreduce_sum_int64(int64_t *buf, size_t n) { (void)buf; (void)n; }
+int dist_allreduce_max_int(int v) { return v; }
+int dist_allreduce_min_int(int v) { return v; }
+
+void dist_bcast(void *buf, size_t bytes, int root) {
+    (void)buf;
+    (void)bytes;
+    if (root != 0) lola_die("dist_bcast: root %d does not exist in a 1-rank run", root);
+}
+
+void dist_allgather(const void *send, void *recv, size_t bytes) {
+    if (recv != send && bytes) memmove(recv, send, bytes);
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Built on the primitives above (both builds).
+
+int dist_any(int flag) { return dist_allreduce_max_int(flag ? 1 : 0); }
+int dist_all(int flag) { return dist_allreduce_min_int(flag ? 1 : 0); }
+
+void dist_allgather_double(double v, double *out) { dist_allgather(&v, out, sizeof v); }
+void dist_allgather_int64(int64_t v, int64_t *out) { dist_allgather(&v, out, sizeof v); }

@@ -1,0 +1,271 @@
+// checkpoint.c: see checkpoint.h.
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+// ---- small typed attribute helpers -------------------------------------------------------------
+
+static void attr_i64(hid_t obj, const char *name, int64_t v) {
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) lola_die("checkpoint: cannot write attribute %s", name);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+static void attr_f64(hid_t obj, const char *name, double v) {
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, &v) < 0) lola_die("checkpoint: cannot write attribute %s", name);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+static hid_t vlen_str_type(void) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+static void attr_str(hid_t obj, const char *name, const char *s) {
+    hid_t t = vlen_str_type();
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, t, &s) < 0) lola_die("checkpoint: cannot write attribute %s", name);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+}
+
+static int read_i64(hid_t obj, const char *name, int64_t *v) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    int rc = H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
+    H5Aclose(a);
+    return rc;
+}
+
+static int read_f64(hid_t obj, const char *name, double *v) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    int rc = H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
+    H5Aclose(a);
+    return rc;
+}
+
+// Reads a variable-length string attribute into a malloc'd buffer (NULL on failure).
+static char *read_str(hid_t obj, const char *name) {
+    if (H5Aexists(obj, name) <= 0) return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ft = H5Aget_type(a);
+    char *out = NULL;
+    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0) {
+        hid_t t = vlen_str_type();
+        char *s = NULL;
+        if (H5Aread(a, t, &s) >= 0 && s) {
+            out = strdup(s);
+            H5free_memory(s);
+        }
+        H5Tclose(t);
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    return out;
+}
+
+static void write_tensor(hid_t group, const ParamSpec *r, const float *data, const char *path) {
+    hsize_t dims[PARAM_MAX_DIMS];
+    for (int d = 0; d < r->ndim; d++) dims[d] = (hsize_t)r->shape[d];
+    hid_t sp = H5Screate_simple(r->ndim, dims, NULL);
+    hid_t ds = H5Dcreate2(group, r->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data + r->offset) < 0)
+        lola_die("checkpoint '%s': cannot write tensor %s", path, r->name);
+    H5Dclose(ds);
+    H5Sclose(sp);
+}
+
+static void write_group(hid_t file, const char *gname, const ParamTable *t, const float *buf, const char *path) {
+    hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) lola_die("checkpoint '%s': cannot create group %s", path, gname);
+    for (int i = 0; i < t->n; i++) write_tensor(g, &t->rows[i], buf, path);
+    H5Gclose(g);
+}
+
+void checkpoint_save(const char *path, const CheckpointMeta *meta, const ParamTable *table,
+                     const float *params, const float *m, const float *v, const char *config_yaml) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) lola_die("checkpoint path too long: %s", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) lola_die_hint("check that the run directory exists and is writable", "cannot create checkpoint '%s'", tmp);
+    attr_str(f, "format", CHECKPOINT_FORMAT);
+    attr_i64(f, "format_version", CHECKPOINT_VERSION);
+    attr_str(f, "kind", meta->kind);
+    attr_i64(f, "step", meta->step);
+    attr_i64(f, "epoch", meta->epoch);
+    attr_i64(f, "samples", meta->samples);
+    attr_f64(f, "best_valid", meta->best_valid);
+    attr_i64(f, "seed", (int64_t)meta->seed);
+    attr_i64(f, "optim_t", meta->optim_t);
+    attr_str(f, "optimizer", meta->optimizer[0] ? meta->optimizer : "adamw");
+    attr_i64(f, "param_count", (int64_t)table->total);
+    if (config_yaml) attr_str(f, "config", config_yaml);
+    write_group(f, "params", table, params, tmp);
+    if (m && v) {
+        hid_t g = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        write_group(g, "m", table, m, tmp);
+        write_group(g, "v", table, v, tmp);
+        H5Gclose(g);
+    }
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(f) < 0) lola_die("checkpoint '%s': flush/close failed", tmp);
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) lola_die("checkpoint '%s': fsync failed: %s", tmp, strerror(errno));
+    close(fd);
+    if (rename(tmp, path) != 0) lola_die("checkpoint: rename '%s' -> '%s' failed: %s", tmp, path, strerror(errno));
+    // Make the rename itself durable: fsync the directory.
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0'; else strcpy(dir, ".");
+    int dfd = open(dir, O_RDONLY);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+}
+
+static int fail(char *err, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// Reads group/<row name> for every row of t into buf; checks shapes and that no extra tensors exist.
+static int read_group(hid_t file, const char *gname, const ParamTable *t, float *buf, const char *path,
+                      char *err, size_t cap) {
+    hid_t g = H5Gopen2(file, gname, H5P_DEFAULT);
+    if (g < 0) return fail(err, cap, "checkpoint '%s': missing group /%s", path, gname);
+    H5G_info_t info;
+    if (H5Gget_info(g, &info) < 0) { H5Gclose(g); return fail(err, cap, "checkpoint '%s': unreadable group /%s", path, gname); }
+    for (int i = 0; i < t->n; i++) {
+        const ParamSpec *r = &t->rows[i];
+        if (H5Lexists(g, r->name, H5P_DEFAULT) <= 0) {
+            H5Gclose(g);
+            return fail(err, cap, "checkpoint '%s': tensor /%s/%s is missing (the file was made for another model or config)",
+                        path, gname, r->name);
+        }
+        hid_t ds = H5Dopen2(g, r->name, H5P_DEFAULT);
+        hid_t sp = H5Dget_space(ds);
+        int nd = H5Sget_simple_extent_ndims(sp);
+        hsize_t dims[8] = {0};
+        int ok = nd == r->ndim && nd <= 8;
+        if (ok) {
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+            for (int d = 0; d < nd; d++) ok = ok && dims[d] == (hsize_t)r->shape[d];
+        }
+        if (!ok) {
+            char want[128] = "", got[128] = "";
+            for (int d = 0; d < r->ndim; d++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)r->shape[d]);
+            if (nd > 0 && nd <= 8) { H5Sget_simple_extent_dims(sp, dims, NULL);
+                for (int d = 0; d < nd; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d ? "," : "", (unsigned long long)dims[d]); }
+            H5Sclose(sp); H5Dclose(ds); H5Gclose(g);
+            return fail(err, cap, "checkpoint '%s': tensor /%s/%s has shape (%s), the config expects (%s)", path, gname, r->name, got, want);
+        }
+        herr_t rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf + r->offset);
+        H5Sclose(sp);
+        H5Dclose(ds);
+        if (rc < 0) { H5Gclose(g); return fail(err, cap, "checkpoint '%s': cannot read tensor /%s/%s (truncated or corrupt file?)", path, gname, r->name); }
+    }
+    if (info.nlinks != (hsize_t)t->n) {
+        H5Gclose(g);
+        return fail(err, cap, "checkpoint '%s': /%s holds %llu tensors, the config's model has %d (another model or config?)",
+                    path, gname, (unsigned long long)info.nlinks, t->n);
+    }
+    H5Gclose(g);
+    return 0;
+}
+
+int checkpoint_load(const char *path, const char *kind, const ParamTable *table, float *params,
+                    float *m, float *v, CheckpointMeta *meta, int *has_optim, char *err, size_t cap) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (!lola_exists(path)) return fail(err, cap, "checkpoint '%s' does not exist", path);
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) return fail(err, cap, "checkpoint '%s' is not a readable HDF5 file (truncated or foreign file?)", path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    H5Pset_file_locking(fapl, 0, 1);
+#endif
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return fail(err, cap, "checkpoint '%s' cannot be opened (truncated or corrupt file?)", path);
+    int rc = -1;
+    char *fmt = read_str(f, "format"), *k = NULL;
+    int64_t ver = 0, i64 = 0;
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0) {
+        fail(err, cap, "checkpoint '%s' is not a lola-c checkpoint (attribute 'format' is %s)", path, fmt ? fmt : "missing");
+        goto done;
+    }
+    if (read_i64(f, "format_version", &ver) < 0 || ver != CHECKPOINT_VERSION) {
+        fail(err, cap, "checkpoint '%s' has format_version %lld, this build reads %d", path, (long long)ver, CHECKPOINT_VERSION);
+        goto done;
+    }
+    k = read_str(f, "kind");
+    if (!k || (kind && strcmp(k, kind) != 0)) {
+        fail(err, cap, "checkpoint '%s' holds a '%s' model, expected '%s'", path, k ? k : "?", kind);
+        goto done;
+    }
+    if (meta) {
+        memset(meta, 0, sizeof *meta);
+        snprintf(meta->kind, sizeof meta->kind, "%s", k);
+        read_i64(f, "step", &meta->step);
+        read_i64(f, "epoch", &meta->epoch);
+        read_i64(f, "samples", &meta->samples);
+        meta->best_valid = INFINITY;
+        read_f64(f, "best_valid", &meta->best_valid);
+        if (read_i64(f, "seed", &i64) == 0) meta->seed = (uint64_t)i64;
+        read_i64(f, "optim_t", &meta->optim_t);
+        char *o = read_str(f, "optimizer");
+        snprintf(meta->optimizer, sizeof meta->optimizer, "%s", o ? o : "");
+        free(o);
+    }
+    if (read_group(f, "params", table, params, path, err, cap) < 0) goto done;
+    if (has_optim) *has_optim = 0;
+    if (m && v) {
+        if (H5Lexists(f, "optim", H5P_DEFAULT) > 0) {
+            hid_t g = H5Gopen2(f, "optim", H5P_DEFAULT);
+            int r1 = read_group(g, "m", table, m, path, err, cap);
+            int r2 = r1 == 0 ? read_group(g, "v", table, v, path, err, cap) : -1;
+            H5Gclose(g);
+            if (r1 < 0 || r2 < 0) goto done;
+            if (has_optim) *has_optim = 1;
+        } else {
+            memset(m, 0, table->total * sizeof(float));
+            memset(v, 0, table->total * sizeof(float));
+        }
+    }
+    rc = 0;
+done:
+    free(fmt);
+    free(k);
+    H5Fclose(f);
+    return rc;
+}
+
+char *checkpoint_read_config(const char *path) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return NULL;
+    char *s = read_str(f, "config");
+    H5Fclose(f);
+    return s;
+}

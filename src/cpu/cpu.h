@@ -1,0 +1,82 @@
+// cpu.h: internal helpers shared by the CPU backend (src/cpu/*.c). Not part of the op contract.
+//
+// Threading model (one thread pool, no oversubscription):
+//   * All parallelism is OpenMP. OpenBLAS is told to use ONE thread (openblas_set_num_threads(1)
+//     in cpu_ensure_init), and every GEMM goes through cpu_gemm, which cuts the output matrix
+//     into one block per OpenMP thread and calls single-threaded cblas_sgemm on each block.
+//     So OpenMP threads and OpenBLAS's own pthread pool never compete for cores (the pthread
+//     build of OpenBLAS would otherwise spin its own threads next to OpenMP's spinning ones).
+//   * The thread count is OpenMP's (OMP_NUM_THREADS honoured; see nn_init).
+//
+// Reentrancy: the ops use module-level, grow-only scratch buffers (cpu_scratch) and are NOT
+// reentrant: call them from one host thread at a time, never from inside an OpenMP region of the
+// caller (they detect omp_in_parallel() and fall back to serial BLAS, but scratch is shared).
+//
+// Determinism: every reduction is done in a fixed order that does not depend on the number of
+// threads (fixed-size chunks, partial sums combined serially), so results are bit-identical
+// across runs and thread counts (BLAS blocking aside).
+#ifndef LOLA_CPU_H
+#define LOLA_CPU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common.h"
+
+// Elementwise loops with fewer elements than this run on one thread (fork/join costs ~us).
+#define CPU_PAR_MIN 32768
+// Fixed chunk of the deterministic reductions (elements); partial sums are combined in order.
+#define CPU_RED_CHUNK 65536
+
+// OpenBLAS single-threaded, OpenMP threads recorded; idempotent, cheap after the first call.
+void cpu_ensure_init(void);
+// OpenMP threads the ops use.
+int cpu_threads(void);
+
+// Row-major GEMM: C (M x N) = alpha * op(A) (M x K) @ op(B) (K x N) + beta * C, where
+// op(A) = A (lda >= K) if !ta, else A^T with A stored (K x M) (lda >= M); same for B (ldb).
+// Splits C into one block per OpenMP thread (rows or columns, whichever is longer) and runs
+// single-threaded cblas_sgemm on each block. Serial when called inside a parallel region or
+// when the product is small.
+void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+
+// Grow-only scratch buffers, one per slot, kept for the whole program and counted in
+// nn_bytes_in_use. Contents are undefined on return. Not reentrant (see above).
+enum { SCRATCH_COL = 0, SCRATCH_WFLIP, SCRATCH_ATTN, SCRATCH_RED, SCRATCH_N };
+float *cpu_scratch(int slot, size_t n);
+
+// Counts bytes obtained outside nn_alloc (scratch) in the nn_bytes_* statistics.
+void cpu_account_bytes(ptrdiff_t delta);
+
+// exp(x) in float, vectorisable (no libm call), relative error < 2e-7 on [-87, 88].
+// x < -87.3 returns exp(-87.3) ~ 1.2e-38 (instead of a denormal or 0), x > 88.3 returns
+// exp(88.3) ~ 2.2e38 (instead of inf); NaN propagates. Used by softmax and sigmoid, where the
+// clamping is harmless. Range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor in r.
+static inline float cpu_expf(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.3f ? 88.3f : x;
+    // round to nearest with the 1.5*2^23 trick (vectorises on plain SSE2, unlike nearbyintf)
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145751953125f; // ln2 split into a high part exact in float ...
+    r = r - n * 1.42860682030941723e-6f;  // ... and the remainder
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        uint32_t u;
+        float f;
+    } s;
+    s.u = (uint32_t)((int32_t)n + 127) << 23;
+    return p * s.f;
+}
+
+static inline float cpu_sigmoidf(float x) { return 1.0f / (1.0f + cpu_expf(-x)); }
+
+#endif
