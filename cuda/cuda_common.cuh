@@ -41,6 +41,7 @@ cudaStream_t lcu_stream(void);
 cublasHandle_t lcu_cublas(void); // math mode already set from the TF32 switch
 cudnnHandle_t lcu_cudnn(void);   // NULL when cuDNN could not be initialised
 int lcu_num_sms(void);
+int lcu_verbose(void);
 
 enum {
     LCU_SCR_RED = 0,   // reduction partials (doubles), flags

@@ -74,7 +74,7 @@ static int env_int(const char *name, int dflt) {
 
 static void apply_cublas_math(void) {
     if (!G.cublas) return;
-    CUBLAS_CHECK(cublasSetMathMode(G.cublas, G.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    CUBLAS_CHECK(cublasSetMathMode(G.cublas, G.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 // Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
@@ -235,9 +235,9 @@ extern "C" void nn_free(float *p) {
     if (!p) return;
     {
         std::lock_guard<std::mutex> lk(alloc_mu);
-        auto it = allocs ? allocs->find(p) : std::unordered_map<void *, size_t>::iterator();
-        if (!allocs || it == allocs->end())
+        if (!allocs || allocs->find(p) == allocs->end())
             lola_die("nn_free: %p was not returned by nn_alloc (or was freed twice)", (void *)p);
+        auto it = allocs->find(p);
         bytes_in_use -= it->second;
         allocs->erase(it);
     }

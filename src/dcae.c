@@ -407,16 +407,19 @@ static size_t mx(size_t a, size_t b) { return a > b ? a : b; }
 
 // Walks the plan, assigning the stages' pointers (base != NULL) or only counting (base == NULL,
 // nothing is written). Returns floats.
-static size_t plan_arena(const Dcae *m, DcaeBufs *bf, int B, int H, int W, float *base) {
+static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, DcaeBufs *bf, int B, int H,
+                         int W, float *base) {
     Bump a = {base, 0};
-    const DcaeConfig *c = &m->cfg;
     size_t b = (size_t)B;
     size_t in0 = b * c->pix_channels * (size_t)H * W;
     float *x = take(&a, in0);
     size_t smax = in0, t0 = 0, cfmax = 0, cmax = 0, attn = 0;
-    for (int i = 0; i < m->n_stages; i++) {
-        DcaeStage tmp, *s = &m->stages[i];
-        if (!base) tmp = *s, s = &tmp;
+    for (int i = 0; i < n_stages; i++) {
+        DcaeStage tmp, *s = &stages[i];
+        if (!base) {
+            tmp = *s;
+            s = &tmp;
+        }
         size_t hw = (size_t)(H >> s->lout) * (size_t)(W >> s->lout);
         size_t nout = b * s->cout * hw;
         smax = mx(smax, nout);
@@ -464,9 +467,18 @@ static size_t plan_arena(const Dcae *m, DcaeBufs *bf, int B, int H, int W, float
     return a.used;
 }
 
-size_t dcae_arena_floats(const Dcae *m, int B, int H, int W) {
-    check_hw(&m->cfg, H, W);
-    return plan_arena(m, NULL, B, H, W, NULL);
+size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W) {
+    dcae_config_check(c);
+    check_hw(c, H, W);
+    if (B < 1) lola_die("dcae_arena_floats: batch %d, must be >= 1", B);
+    ParamTable t = {0};
+    DcaeStage *st = LOLA_NEW(DcaeStage, max_stages(c));
+    Builder bd = {c, &t, st, 0, 0};
+    build(&bd);
+    size_t n = plan_arena(c, st, bd.n, NULL, B, H, W, NULL);
+    free(st);
+    ptable_free(&t);
+    return n;
 }
 
 void dcae_reserve(Dcae *m, int B, int H, int W) {
@@ -475,19 +487,19 @@ void dcae_reserve(Dcae *m, int B, int H, int W) {
     if (m->arena && m->B == B && m->H == H && m->W == W) return;
     if (m->arena) nn_free(m->arena);
     if (!m->bufs) m->bufs = LOLA_NEW(DcaeBufs, 1);
-    m->arena_floats = plan_arena(m, NULL, B, H, W, NULL);
+    m->arena_floats = plan_arena(&m->cfg, m->stages, m->n_stages, NULL, B, H, W, NULL);
     m->arena = nn_alloc(m->arena_floats);
-    plan_arena(m, m->bufs, B, H, W, m->arena);
+    plan_arena(&m->cfg, m->stages, m->n_stages, m->bufs, B, H, W, m->arena);
     m->B = B;
     m->H = H;
     m->W = W;
     m->have_forward = 0;
 }
 
-void dcae_print_memory(const Dcae *m, int B, int H, int W, FILE *out) {
+void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out) {
     const double mib = 1.0 / (1024.0 * 1024.0);
-    size_t p = m->table.total;
-    size_t a1 = dcae_arena_floats(m, 1, H, W), aB = dcae_arena_floats(m, B, H, W);
+    double p = (double)dcae_param_count(c);
+    size_t a1 = dcae_arena_floats(c, 1, H, W), aB = dcae_arena_floats(c, B, H, W);
     fprintf(out, "dcae memory at %d x %d: params %.1f MiB, grads %.1f MiB, activations %.1f MiB/sample, "
                  "%.1f MiB for batch %d\n",
             H, W, p * 4.0 * mib, p * 4.0 * mib, a1 * 4.0 * mib, aB * 4.0 * mib, B);
@@ -672,4 +684,21 @@ void dcae_backward(Dcae *m, const float *dy, const float *dz, float *dx) {
         dout = dst;
         p ^= 1;
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Debug view
+
+DcaeStageInfo dcae_stage_info(const Dcae *m, int i) {
+    if (i < 0 || i >= m->n_stages) lola_die("dcae_stage_info: stage %d out of range (%d stages)", i, m->n_stages);
+    static const char *kinds[] = {"conv", "unshuffle", "shuffle", "resblock", "saturation"};
+    const DcaeStage *s = &m->stages[i];
+    DcaeStageInfo r = {kinds[s->kind], s->cin, s->cout, s->lin, s->lout, s->k, s->identity, s->heads, s->w, s->b};
+    return r;
+}
+
+float *dcae_stage_output(const Dcae *m, int i) {
+    if (i < 0 || i >= m->n_stages) lola_die("dcae_stage_output: stage %d out of range (%d stages)", i, m->n_stages);
+    if (!m->arena) lola_die("dcae_stage_output: no arena (run dcae_forward first)");
+    return m->stages[i].out;
 }

@@ -97,13 +97,14 @@ void dcae_init_params(Dcae *m, uint64_t seed);
 void dcae_zero_grad(Dcae *m);
 
 // Activation arena floats for a training forward/backward at (B, H, W) (saved tensors + scratch),
-// without allocating. Divide by B for "per sample" (the arena is exactly linear in B).
-size_t dcae_arena_floats(const Dcae *m, int B, int H, int W);
+// without allocating. Linear in B up to 256-byte alignment padding per tensor.
+// Built from the config alone (no parameter allocation), so `lola info` can print it.
+size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W);
 // Allocates (or keeps, if the size is unchanged) the arena for (B, H, W). Dies when H or W is
 // not a multiple of 2^(L-1).
 void dcae_reserve(Dcae *m, int B, int H, int W);
 // Prints parameters, gradients and activations (per sample and for B) in MiB.
-void dcae_print_memory(const Dcae *m, int B, int H, int W, FILE *out);
+void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out);
 
 // Full AE forward y = D(sat(E(x))), no latent noise (as in LoLa's training forward).
 // x (B, C_pix, H, W) backend memory, copied into the arena. mode DCAE_TRAIN applies dropout with
@@ -124,5 +125,16 @@ void dcae_encode(Dcae *m, float *z, const float *x, int B, int H, int W);
 // z (B, C_lat, h, w), y (B, C_pix, h*2^(L-1), w*2^(L-1)). noisy = 0 for evaluation and training
 // (lola-spec.md §2.4); LoLa's notebooks decode with noisy = 1.
 void dcae_decode(Dcae *m, float *y, const float *z, int B, int h, int w, int noisy, uint64_t seed);
+
+// Debug / test view of the plan (encoder stages 0..n_enc-1 end with the saturation, then the
+// decoder). kind: "conv", "unshuffle", "shuffle", "resblock", "saturation". Levels: H_l = H / 2^l.
+typedef struct {
+    const char *kind;
+    int cin, cout, level_in, level_out, k, identity, heads;
+    int w_row, b_row; // conv: table rows of its weight and bias (ResBlock: first FFN conv); -1 none
+} DcaeStageInfo;
+DcaeStageInfo dcae_stage_info(const Dcae *m, int i);
+// Output of stage i in the arena after dcae_forward: (B, cout, H >> level_out, W >> level_out).
+float *dcae_stage_output(const Dcae *m, int i);
 
 #endif

@@ -132,8 +132,8 @@ void sampler_init_state(float *x, size_t n, const SamplerConfig *cfg, const Sche
 // Simulates the reverse process in place: x (n floats, backend) holds x_{t_T} on entry and
 // x_{t_0} on return (no final denoising step: the output is at sigma(stop)). work: backend
 // scratch of sampler_work_floats(cfg, n) floats, or NULL to allocate (and free) it here.
-// Stochastic samplers (ddpm, ddim eta > 0, pc) draw step i's noise as nn_randn(., n,
-// rng_hash(seed, i)).
+// Stochastic samplers (ddpm, ddim eta > 0, pc) draw their k-th noise tensor of the run
+// (k = 0, 1, ...) as nn_randn(., n, rng_hash(seed, k)).
 void sampler_run(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void *ctx, float *x,
                  size_t n, uint64_t seed, float *work);
 

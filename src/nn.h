@@ -163,6 +163,16 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
 // out[i, D/2 + k] = cos(x_i f_k), f_k = omega^(-k / (D/2 - 1)), k = 0..D/2-1. No gradient.
 void sine_encoding_forward(float *out, const float *x, int n, int D, float omega);
 
+// Per-sample coefficient ops of the diffusion wrappers (denoiser.c; CPU: src/cpu/vit_extra.c).
+// Per-sample affine combination over B rows of n elements each:
+//   out[b, i] = a[b] * x[b, i] + c[b] * y[b, i]
+// a and c are backend arrays of B floats; c and y may both be NULL (then out = a * x).
+// out may alias x or y.
+void nn_rows_axpby(float *out, const float *a, const float *x, const float *c, const float *y, int B,
+                   size_t n);
+// Select: out[i] = m[i] != 0 ? x[i] : (y ? y[i] : 0). out may alias x or y (m is a 0/1 mask).
+void nn_where(float *out, const float *m, const float *x, const float *y, size_t n);
+
 // ---------------------------------------------------------------------------------------------
 // Losses. Each returns the loss (host double) and, when dpred != NULL, writes (=)
 // dpred = grad_scale * d loss / d pred.

@@ -6,13 +6,13 @@
 #include "common.h"
 #include "nn.h"
 
-double lr_factor(SchedKind sched, int epoch, int epochs, int warmup) {
+double lr_factor(LrSchedule sched, int epoch, int epochs, int warmup) {
     double t = (double)epoch, E = epochs > 0 ? (double)epochs : 1.0, f = 1.0;
     switch (sched) {
-    case SCHED_NONE: f = 1.0; break;
-    case SCHED_COSINE: f = (1.0 + cos(M_PI * t / E)) / 2.0; break;
-    case SCHED_LINEAR: f = fmax(0.0, 1.0 - t / E); break;
-    case SCHED_EXPONENTIAL: f = exp(log(1e-3) * t / E); break;
+    case LR_NONE: f = 1.0; break;
+    case LR_COSINE: f = (1.0 + cos(M_PI * t / E)) / 2.0; break;
+    case LR_LINEAR: f = fmax(0.0, 1.0 - t / E); break;
+    case LR_EXPONENTIAL: f = exp(log(1e-3) * t / E); break;
     }
     if (warmup > 0) f *= fmin(1.0, (t + 1.0) / ((double)warmup + 1.0));
     return f;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 typedef enum { OPTIM_ADAMW = 0, OPTIM_PSGD, OPTIM_SOAP } OptimKind;
-typedef enum { SCHED_NONE = 0, SCHED_COSINE, SCHED_LINEAR, SCHED_EXPONENTIAL } SchedKind;
+typedef enum { LR_NONE = 0, LR_COSINE, LR_LINEAR, LR_EXPONENTIAL } LrSchedule;
 
 typedef struct {
     OptimKind kind;
@@ -16,7 +16,7 @@ typedef struct {
     float eps;        // AdamW eps (1e-8)
     float weight_decay;
     float grad_clip;  // max global L2 norm; <= 0 disables clipping
-    SchedKind sched;
+    LrSchedule sched;
     int epochs;       // schedule length E
     int warmup;       // warmup epochs (0 = none)
 } OptimConfig;
@@ -31,7 +31,7 @@ typedef struct {
 // LoLa's epoch learning-rate factor (stepped once per epoch, e = 0..E-1):
 // cosine (1 + cos(pi e / E)) / 2; linear max(0, 1 - e/E); exponential exp(ln(1e-3) e / E);
 // none 1; times the warmup factor min(1, (e + 1) / (warmup + 1)).
-double lr_factor(SchedKind sched, int epoch, int epochs, int warmup);
+double lr_factor(LrSchedule sched, int epoch, int epochs, int warmup);
 
 // Allocates zeroed optimizer state for n parameters. Dies for optimizers not built yet (PSGD, SOAP).
 void optim_init(Optim *o, const OptimConfig *cfg, size_t n);

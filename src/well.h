@@ -118,6 +118,9 @@ typedef struct {
     double *scalars;                     // [scalars_per_traj ? n_traj : 1][n_scalars]
     int64_t fid;                         // HDF5 file id
     int64_t *dset;                       // [n_fields] open dataset ids
+    int64_t *space;                      // [n_fields] their file dataspaces
+    int64_t field_shape[WELL_MAX_CHANNELS][8]; // stored shape of each field dataset
+    int field_rank[WELL_MAX_CHANNELS];
 } WellFile;
 
 typedef struct {
@@ -160,6 +163,7 @@ typedef struct {
     int64_t n_samples;   // Σ_f B_f * W_f
     int64_t *offset;     // [n_files + 1] first global index of each file, offset[n_files] = n_samples
     int64_t *per_traj;   // [n_files] W_f = T_f - (L-1)*stride
+    int n_files_;
 } WellWindows;
 
 typedef struct {
@@ -208,6 +212,9 @@ const double *well_scalars(const WellSplit *s, int file, int64_t traj);
 int well_channel_index(const WellSplit *s, const char *name);
 // Prints a summary (files, channels, BCs, scalars) with log_info.
 void well_print(const WellSplit *s);
+// 1 when reads may run on a thread other than the one that called MPI_Init: always without the
+// MPI-IO driver; with it only when MPI provides MPI_THREAD_MULTIPLE.
+int well_reads_thread_safe(const WellSplit *s);
 // Releases this thread's read scratch buffer (the reader keeps one per thread).
 void well_thread_scratch_free(void);
 

@@ -89,6 +89,7 @@ typedef struct {
 
 typedef struct {
     int n_fields;                        // t0 fields then t1 fields
+    int n_t0;                            // fields [0, n_t0) are t0 (scalars), the rest t1 (vectors)
     const char *names[2 * WELLW_MAX_FIELDS];
     int ncomp[2 * WELLW_MAX_FIELDS];     // 1 for t0, D for t1
     int n_comp_total;

@@ -34,6 +34,46 @@ static int test_failures_ = 0, test_passes_ = 0;
         CHECK(ok_, __VA_ARGS__);                                                           \
     } while (0)
 
+// Runs fn(arg) in a child process and checks that it ends the program with a non-zero exit status
+// and that its stderr contains `expect` (the clear-error contract of lola_die). POSIX only.
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static inline int test_dies_with(void (*fn)(void *), void *arg, const char *expect, char *msg, size_t cap) {
+    int fds[2];
+    if (pipe(fds) != 0) return 0;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        dup2(fds[1], 1);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(fds[0], msg + n, cap - 1 - n)) > 0) n += (size_t)r;
+    msg[n] = 0;
+    char sink[256];
+    while (read(fds[0], sink, sizeof sink) > 0) {}
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int died = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return died && strstr(msg, expect) != NULL;
+}
+#define CHECK_DIES(fn, arg, expect, ...)                                                   \
+    do {                                                                                   \
+        char msg_[4096];                                                                   \
+        int ok_ = test_dies_with((fn), (arg), (expect), msg_, sizeof msg_);                \
+        if (!ok_) printf("  expected exit != 0 and '%s' in: %s\n", (expect), msg_);        \
+        else printf("  message: %.*s\n", (int)strcspn(msg_, "\n"), msg_);                 \
+        CHECK(ok_, __VA_ARGS__);                                                           \
+    } while (0)
+
 static inline int test_summary(void) {
     printf("# %d passed, %d failed\n", test_passes_, test_failures_);
     return test_failures_ ? 1 : 0;

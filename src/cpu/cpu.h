@@ -48,6 +48,10 @@ void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 enum { SCRATCH_COL = 0, SCRATCH_WFLIP, SCRATCH_ATTN, SCRATCH_RED, SCRATCH_N };
 float *cpu_scratch(int slot, size_t n);
 
+// Backward attention keeps dS for a group of heads in scratch: at most this many floats (but one
+// head at least). Default 16 Mi floats; tests lower it to exercise several groups.
+extern size_t cpu_att_scratch_floats;
+
 // Counts bytes obtained outside nn_alloc (scratch) in the nn_bytes_* statistics.
 void cpu_account_bytes(ptrdiff_t delta);
 

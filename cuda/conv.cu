@@ -1,0 +1,372 @@
+// conv.cu: 2-D convolution, stride 1, zero padding K/2 (nn.h), NCHW fp32.
+//
+// Main path: cuDNN (legacy convolution API, still part of cuDNN 9). One plan per shape holds the
+// descriptors and the chosen forward / backward-data / backward-filter algorithms:
+//   * algorithms come from the cuDNN heuristics (cudnnGet*_v7) or, with LOLA_CUDNN_FIND=1, from
+//     benchmarking (cudnnFind*); the first one that succeeds within the workspace limit is taken;
+//   * LOLA_DETERMINISTIC=1 restricts the choice to CUDNN_DETERMINISTIC algorithms (cuDNN's fastest
+//     backward algorithms are often not);
+//   * math: CUDNN_FMA_MATH (true fp32) unless TF32 is on, then CUDNN_TENSOR_OP_MATH.
+// Fallback path (LOLA_CONV=im2col, or automatically for a plan whenever cuDNN fails, with one
+// warning): im2col + cuBLAS GEMM per sample and row band; the data gradient is the forward
+// convolution of dout with the spatially flipped, in/out-transposed weights (stride 1 and 'same'
+// padding make this exact), so it needs no scatter and stays deterministic.
+// Bias forward/backward use our own kernels in both paths (fixed-order reductions).
+#include <stdlib.h>
+#include <string.h>
+
+#include <vector>
+
+#include "cuda_common.cuh"
+
+void lcu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc);
+
+// ---------------------------------------------------------------------------------------------
+// Bias kernels
+
+// out[b, c, p] += bias[c]
+__global__ void conv_bias_fwd_kernel(float *out, const float *bias, size_t n, int C, int HW) {
+    GRID_STRIDE(i, n) out[i] += bias[(i / HW) % C];
+}
+
+// db[c] += sum_{b, p} dout[b, c, p]: grid (C, NPART) partial sums, then one pass in fixed order.
+#define BIAS_NPART 16
+__global__ void conv_bias_part_kernel(float *part, const float *dout, int B, int C, int HW) {
+    int c = blockIdx.x, j = blockIdx.y;
+    size_t per = (size_t)B * HW;
+    size_t lo = per * j / BIAS_NPART, hi = per * (j + 1) / BIAS_NPART;
+    float s = 0.0f;
+    for (size_t t = lo + threadIdx.x; t < hi; t += blockDim.x) {
+        size_t b = t / HW, p = t % HW;
+        s += dout[(b * C + c) * HW + p];
+    }
+    s = lcu_block_sum(s);
+    if (threadIdx.x == 0) part[(size_t)c * BIAS_NPART + j] = s;
+}
+__global__ void conv_bias_sum_kernel(float *db, const float *part, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int j = 0; j < BIAS_NPART; j++) s += part[(size_t)c * BIAS_NPART + j];
+    db[c] += s;
+}
+
+static void bias_forward(float *out, const float *b, int B, int C, int HW) {
+    size_t n = (size_t)B * C * HW;
+    conv_bias_fwd_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(out, b, n, C, HW);
+    CUDA_LAUNCH_CHECK();
+}
+static void bias_backward(float *db, const float *dout, int B, int C, int HW) {
+    float *part = (float *)lcu_scratch(LCU_SCR_PART, (size_t)C * BIAS_NPART * sizeof(float));
+    conv_bias_part_kernel<<<dim3(C, BIAS_NPART), LCU_THREADS, 0, lcu_stream()>>>(part, dout, B, C, HW);
+    CUDA_LAUNCH_CHECK();
+    conv_bias_sum_kernel<<<lcu_cdiv(C, 128), 128, 0, lcu_stream()>>>(db, part, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// im2col fallback
+
+// col (Cin*K*K, rows*W) for output rows [h0, h0 + rows) of one sample xb (Cin, H, W).
+__global__ void im2col_kernel(float *col, const float *xb, int Cin, int H, int W, int K, int h0, int rows) {
+    int pad = K / 2;
+    size_t RW = (size_t)rows * W;
+    size_t n = (size_t)Cin * K * K * RW;
+    GRID_STRIDE(i, n) {
+        size_t q = i % RW, row = i / RW;
+        int kx = (int)(row % K), ky = (int)((row / K) % K), c = (int)(row / ((size_t)K * K));
+        int h = h0 + (int)(q / W) + ky - pad, w = (int)(q % W) + kx - pad;
+        col[i] = (h >= 0 && h < H && w >= 0 && w < W) ? xb[((size_t)c * H + h) * W + w] : 0.0f;
+    }
+}
+
+// wt (Cin, Cout, K, K) = w (Cout, Cin, K, K) with in/out swapped and the kernel rotated by 180 deg.
+__global__ void flip_weights_kernel(float *wt, const float *w, int Cout, int Cin, int K) {
+    size_t n = (size_t)Cout * Cin * K * K;
+    GRID_STRIDE(i, n) {
+        int kx = (int)(i % K), ky = (int)((i / K) % K);
+        size_t ci = (i / ((size_t)K * K)) % Cin, co = i / ((size_t)K * K * Cin);
+        wt[((ci * Cout + co) * K + (K - 1 - ky)) * K + (K - 1 - kx)] = w[i];
+    }
+}
+
+// Rows per band so that one im2col buffer stays under ~256 MiB.
+static int band_rows(int Cin, int H, int W, int K) {
+    size_t per_row = (size_t)Cin * K * K * W;
+    size_t rows = ((size_t)64 << 20) / (per_row ? per_row : 1);
+    if (rows < 1) rows = 1;
+    if (rows > (size_t)H) rows = H;
+    return (int)rows;
+}
+
+// out (B, Cout, H, W) = conv(x, w) without bias (beta = 0).
+static void im2col_forward(float *out, const float *x, const float *w, int B, int Cin, int Cout, int H, int W,
+                           int K) {
+    int HW = H * W, CKK = Cin * K * K, R = band_rows(Cin, H, W, K);
+    float *col = (float *)lcu_scratch(LCU_SCR_COL, (size_t)CKK * R * W * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * Cin * HW;
+        float *ob = out + (size_t)b * Cout * HW;
+        for (int h0 = 0; h0 < H; h0 += R) {
+            int rows = H - h0 < R ? H - h0 : R;
+            size_t n = (size_t)CKK * rows * W;
+            im2col_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(col, xb, Cin, H, W, K, h0, rows);
+            CUDA_LAUNCH_CHECK();
+            // out_b[:, band] (Cout x rows*W, ld HW) = w (Cout x CKK) @ col (CKK x rows*W)
+            lcu_gemm(0, 0, Cout, rows * W, CKK, 1.0f, w, CKK, col, rows * W, 0.0f, ob + (size_t)h0 * W, HW);
+        }
+    }
+}
+
+// dw (Cout, Cin*K*K) += sum_b dout_b (Cout x HW) @ col_b^T.
+static void im2col_backward_filter(float *dw, const float *dout, const float *x, int B, int Cin, int Cout, int H,
+                                   int W, int K) {
+    int HW = H * W, CKK = Cin * K * K, R = band_rows(Cin, H, W, K);
+    float *col = (float *)lcu_scratch(LCU_SCR_COL, (size_t)CKK * R * W * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * Cin * HW;
+        const float *gb = dout + (size_t)b * Cout * HW;
+        for (int h0 = 0; h0 < H; h0 += R) {
+            int rows = H - h0 < R ? H - h0 : R;
+            size_t n = (size_t)CKK * rows * W;
+            im2col_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(col, xb, Cin, H, W, K, h0, rows);
+            CUDA_LAUNCH_CHECK();
+            lcu_gemm(0, 1, Cout, CKK, rows * W, 1.0f, gb + (size_t)h0 * W, HW, col, rows * W, 1.0f, dw, CKK);
+        }
+    }
+}
+
+static void im2col_backward_data(float *dx, const float *dout, const float *w, int B, int Cin, int Cout, int H,
+                                 int W, int K) {
+    size_t nw = (size_t)Cout * Cin * K * K;
+    float *wt = (float *)lcu_scratch(LCU_SCR_WFLIP, nw * sizeof(float));
+    flip_weights_kernel<<<lcu_grid(nw), LCU_THREADS, 0, lcu_stream()>>>(wt, w, Cout, Cin, K);
+    CUDA_LAUNCH_CHECK();
+    im2col_forward(dx, dout, wt, B, Cout, Cin, H, W, K);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cuDNN plans
+
+struct ConvPlan {
+    int B, Cin, Cout, H, W, K, tf32, det, find;
+    int failed; // cuDNN could not do this shape: use im2col
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t ws_fwd, ws_data, ws_filter;
+};
+
+static std::vector<ConvPlan *> plans;
+static int warned_fallback = 0;
+
+static size_t ws_limit(void) {
+    const char *s = getenv("LOLA_CONV_WS_MB");
+    long mb = s && s[0] ? atol(s) : 1024;
+    if (mb < 0) mb = 0;
+    return (size_t)mb << 20;
+}
+
+static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
+    p->failed = 1;
+    if (!warned_fallback) {
+        log_warn("warning: cuDNN %s failed for conv B=%d Cin=%d Cout=%d %dx%d K=%d (%s); using im2col + cuBLAS "
+                 "for this shape (further fallbacks are silent)\n",
+                 what, p->B, p->Cin, p->Cout, p->H, p->W, p->K, cudnnGetErrorString(s));
+        warned_fallback = 1;
+    }
+}
+
+#define TRY_DNN(p, what, call)                                                                       \
+    do {                                                                                             \
+        cudnnStatus_t s_ = (call);                                                                   \
+        if (s_ != CUDNN_STATUS_SUCCESS) {                                                            \
+            plan_fail(p, what, s_);                                                                  \
+            return;                                                                                  \
+        }                                                                                            \
+    } while (0)
+
+// Picks the first usable algorithm of a perf list (sorted best first by cuDNN).
+template <typename Perf, typename Algo>
+static int pick_algo(const Perf *perf, int n, int det, size_t limit, Algo *algo, size_t *ws) {
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+        if (perf[i].memory > limit) continue;
+        if (det && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        *algo = perf[i].algo;
+        *ws = perf[i].memory;
+        return 1;
+    }
+    return 0;
+}
+
+static void plan_build(ConvPlan *p) {
+    cudnnHandle_t h = lcu_cudnn();
+    if (!h) {
+        p->failed = 1;
+        return;
+    }
+    int pad = p->K / 2;
+    TRY_DNN(p, "descriptor", cudnnCreateTensorDescriptor(&p->xd));
+    TRY_DNN(p, "descriptor", cudnnCreateTensorDescriptor(&p->yd));
+    TRY_DNN(p, "descriptor", cudnnCreateFilterDescriptor(&p->wd));
+    TRY_DNN(p, "descriptor", cudnnCreateConvolutionDescriptor(&p->cd));
+    TRY_DNN(p, "descriptor",
+            cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, p->B, p->Cin, p->H, p->W));
+    TRY_DNN(p, "descriptor",
+            cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, p->B, p->Cout, p->H, p->W));
+    TRY_DNN(p, "descriptor",
+            cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, p->Cout, p->Cin, p->K, p->K));
+    TRY_DNN(p, "descriptor",
+            cudnnSetConvolution2dDescriptor(p->cd, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    TRY_DNN(p, "math type", cudnnSetConvolutionMathType(p->cd, p->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    // output shape sanity (stride 1, same padding)
+    int on, oc, oh, ow;
+    TRY_DNN(p, "output shape", cudnnGetConvolution2dForwardOutputDim(p->cd, p->xd, p->wd, &on, &oc, &oh, &ow));
+    if (on != p->B || oc != p->Cout || oh != p->H || ow != p->W) {
+        plan_fail(p, "output shape", CUDNN_STATUS_BAD_PARAM);
+        return;
+    }
+    size_t limit = ws_limit();
+    int got;
+    {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        if (p->find)
+            TRY_DNN(p, "forward algorithm search",
+                    cudnnFindConvolutionForwardAlgorithm(h, p->xd, p->wd, p->cd, p->yd,
+                                                         CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+        else
+            TRY_DNN(p, "forward algorithm heuristics",
+                    cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd, p->yd,
+                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+        if (!pick_algo(perf, got, p->det, limit, &p->fwd, &p->ws_fwd)) {
+            plan_fail(p, "forward algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
+            return;
+        }
+    }
+    {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        if (p->find)
+            TRY_DNN(p, "backward-data algorithm search",
+                    cudnnFindConvolutionBackwardDataAlgorithm(h, p->wd, p->yd, p->cd, p->xd,
+                                                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+        else
+            TRY_DNN(p, "backward-data algorithm heuristics",
+                    cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd, p->xd,
+                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+        if (!pick_algo(perf, got, p->det, limit, &p->bwd_data, &p->ws_data)) {
+            plan_fail(p, "backward-data algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
+            return;
+        }
+    }
+    {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        if (p->find)
+            TRY_DNN(p, "backward-filter algorithm search",
+                    cudnnFindConvolutionBackwardFilterAlgorithm(h, p->xd, p->yd, p->cd, p->wd,
+                                                                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+        else
+            TRY_DNN(p, "backward-filter algorithm heuristics",
+                    cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd, p->wd,
+                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+        if (!pick_algo(perf, got, p->det, limit, &p->bwd_filter, &p->ws_filter)) {
+            plan_fail(p, "backward-filter algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
+            return;
+        }
+    }
+    if (lcu_verbose())
+        fprintf(stderr,
+                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B), bwd-data %d (%zu B), "
+                "bwd-filter %d (%zu B)\n",
+                p->B, p->Cin, p->Cout, p->H, p->W, p->K, p->tf32 ? " tf32" : "", p->det ? " det" : "", (int)p->fwd,
+                p->ws_fwd, (int)p->bwd_data, p->ws_data, (int)p->bwd_filter, p->ws_filter);
+}
+
+static ConvPlan *get_plan(int B, int Cin, int Cout, int H, int W, int K) {
+    int tf32 = nn_cuda_tf32(), det = nn_cuda_deterministic();
+    const char *fs = getenv("LOLA_CUDNN_FIND");
+    int find = fs && fs[0] == '1';
+    for (ConvPlan *p : plans)
+        if (p->B == B && p->Cin == Cin && p->Cout == Cout && p->H == H && p->W == W && p->K == K && p->tf32 == tf32 &&
+            p->det == det && p->find == find)
+            return p;
+    ConvPlan *p = (ConvPlan *)calloc(1, sizeof(ConvPlan));
+    if (!p) lola_die("out of host memory for a conv plan");
+    p->B = B, p->Cin = Cin, p->Cout = Cout, p->H = H, p->W = W, p->K = K, p->tf32 = tf32, p->det = det;
+    p->find = find;
+    // cuDNN 4-D descriptors take int strides: tensors of 2^31 elements or more go to im2col.
+    if ((size_t)B * (Cin > Cout ? Cin : Cout) * H * W >= ((size_t)1 << 31)) p->failed = 1;
+    else plan_build(p);
+    plans.push_back(p);
+    return p;
+}
+
+static void check_conv_args(const char *fn, int B, int Cin, int Cout, int H, int W, int K) {
+    if (B <= 0 || Cin <= 0 || Cout <= 0 || H <= 0 || W <= 0 || K <= 0 || K % 2 == 0)
+        lola_die("%s: bad shape B=%d Cin=%d Cout=%d H=%d W=%d K=%d (K must be odd)", fn, B, Cin, Cout, H, W, K);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ops
+
+extern "C" void conv2d_forward(float *out, const float *x, const float *w, const float *b, int B, int Cin, int Cout,
+                               int H, int W, int K) {
+    check_conv_args("conv2d_forward", B, Cin, Cout, H, W, K);
+    lcu_ensure_init();
+    ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K) : NULL;
+    int done = 0;
+    if (p && !p->failed) {
+        void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
+        float one = 1.0f, zero = 0.0f;
+        cudnnStatus_t s = cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->ws_fwd,
+                                                  &zero, p->yd, out);
+        if (s == CUDNN_STATUS_SUCCESS) done = 1;
+        else plan_fail(p, "forward", s);
+    }
+    if (!done) {
+        if (p) lcu_count_conv_fallback();
+        im2col_forward(out, x, w, B, Cin, Cout, H, W, K);
+    }
+    if (b) bias_forward(out, b, B, Cout, H * W);
+}
+
+extern "C" void conv2d_backward(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
+                                int B, int Cin, int Cout, int H, int W, int K) {
+    check_conv_args("conv2d_backward", B, Cin, Cout, H, W, K);
+    lcu_ensure_init();
+    if (db) bias_backward(db, dout, B, Cout, H * W);
+    ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K) : NULL;
+    float one = 1.0f, zero = 0.0f;
+    if (dw) {
+        int done = 0;
+        if (p && !p->failed) {
+            void *ws = p->ws_filter ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_filter) : NULL;
+            cudnnStatus_t s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, x, p->yd, dout, p->cd,
+                                                             p->bwd_filter, ws, p->ws_filter, &one, p->wd, dw);
+            if (s == CUDNN_STATUS_SUCCESS) done = 1;
+            else plan_fail(p, "backward filter", s);
+        }
+        if (!done) {
+            if (p) lcu_count_conv_fallback();
+            im2col_backward_filter(dw, dout, x, B, Cin, Cout, H, W, K);
+        }
+    }
+    if (dx) {
+        int done = 0;
+        if (p && !p->failed) {
+            void *ws = p->ws_data ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_data) : NULL;
+            cudnnStatus_t s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, w, p->yd, dout, p->cd,
+                                                           p->bwd_data, ws, p->ws_data, &zero, p->xd, dx);
+            if (s == CUDNN_STATUS_SUCCESS) done = 1;
+            else plan_fail(p, "backward data", s);
+        }
+        if (!done) {
+            if (p) lcu_count_conv_fallback();
+            im2col_backward_data(dx, dout, w, B, Cin, Cout, H, W, K);
+        }
+    }
+}

@@ -1,0 +1,512 @@
+// vit.c: see vit.h. Structure and formulas from lola-spec.md 4.1-4.2 (lola/nn/vit.py,
+// lola/nn/attention.py); the code is our own.
+#include "vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "nn.h"
+
+#define VIT_LN_EPS 1e-5f
+#define VIT_PE_OMEGA 1e3f
+
+// ---------------------------------------------------------------------------------------------
+// Configuration, counts, FLOPs
+
+void vit_config_check(const ViTConfig *c) {
+    if (c->spatial < 1 || c->spatial > VIT_MAX_AXES)
+        lola_die("vit: spatial = %d axes, need 1..%d", c->spatial, VIT_MAX_AXES);
+    for (int i = 0; i < c->spatial; i++) {
+        if (c->shape[i] < 1) lola_die("vit: shape[%d] = %d must be >= 1", i, c->shape[i]);
+        if (c->patch[i] < 1 || c->shape[i] % c->patch[i] != 0)
+            lola_die("vit: patch[%d] = %d does not divide shape[%d] = %d", i, c->patch[i], i, c->shape[i]);
+    }
+    if (c->in_channels < 1 || c->out_channels < 1 || c->cond_channels < 0)
+        lola_die("vit: channels in %d, cond %d, out %d (need in, out >= 1, cond >= 0)", c->in_channels,
+                 c->cond_channels, c->out_channels);
+    if (c->hid_channels < 2 || c->hid_blocks < 0 || c->heads < 1 || c->ffn_factor < 1 || c->mod_features < 0)
+        lola_die("vit: bad sizes (hid_channels %d, hid_blocks %d, heads %d, ffn_factor %d, mod_features %d)",
+                 c->hid_channels, c->hid_blocks, c->heads, c->ffn_factor, c->mod_features);
+    if (c->hid_channels % c->heads != 0)
+        lola_die("vit: hid_channels = %d is not a multiple of attention_heads = %d", c->hid_channels, c->heads);
+    if (c->hid_channels % 2 != 0) lola_die("vit: hid_channels = %d must be even (sine encoding)", c->hid_channels);
+    if (c->rope && (c->hid_channels / c->heads) % 2 != 0)
+        lola_die("vit: head size %d must be even for RoPE", c->hid_channels / c->heads);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) lola_die("vit: dropout = %g outside [0, 1)", c->dropout);
+}
+
+int vit_tokens(const ViTConfig *c) {
+    int64_t n = 1;
+    for (int i = 0; i < c->spatial; i++) n *= c->shape[i] / (c->patch[i] > 0 ? c->patch[i] : 1);
+    if (n > 0x7fffffff) lola_die("vit: %lld tokens do not fit an int", (long long)n);
+    return (int)n;
+}
+
+static uint64_t patch_volume(const ViTConfig *c) {
+    uint64_t p = 1;
+    for (int i = 0; i < c->spatial; i++) p *= (uint64_t)c->patch[i];
+    return p;
+}
+
+uint64_t vit_param_count(const ViTConfig *c) {
+    uint64_t D = (uint64_t)c->hid_channels, M = (uint64_t)c->mod_features, S = (uint64_t)c->spatial;
+    uint64_t P = patch_volume(c), F = (uint64_t)c->ffn_factor;
+    uint64_t stem = (P * (uint64_t)(c->in_channels + c->cond_channels) + 1) * D // in_proj
+                    + (D + 1) * P * (uint64_t)c->out_channels                   // out_proj
+                    + S * D * D + D;                                            // positional embedding
+    uint64_t block = 3 * D * D                  // qkv_proj (no bias)
+                     + D * D + D                // y_proj
+                     + F * D * D + F * D        // ffn.0
+                     + F * D * D + D            // ffn.3
+                     + (M > 0 ? M * M + M + 4 * D * M + 4 * D : 4 * D) // ada_zero
+                     + (c->rope ? S * (D / 2) : 0);                    // theta
+    return stem + (uint64_t)c->hid_blocks * block;
+}
+
+double vit_forward_flops(const ViTConfig *c) {
+    double D = c->hid_channels, M = c->mod_features, S = c->spatial, N = vit_tokens(c);
+    double P = (double)patch_volume(c), F = c->ffn_factor;
+    double f = 2.0 * N * P * (c->in_channels + c->cond_channels) * D // in_proj
+               + 2.0 * N * D * P * c->out_channels                  // out_proj
+               + 2.0 * N * S * D * D;                               // positional embedding
+    double block = 2.0 * N * D * 3.0 * D    // qkv
+                   + 4.0 * N * N * D        // q k^T and p v over all heads
+                   + 2.0 * N * D * D        // y_proj
+                   + 4.0 * N * D * F * D    // ffn
+                   + (M > 0 ? 2.0 * (M * M + 4.0 * D * M) : 0.0) // modulation MLP
+                   + (c->rope ? 2.0 * N * S * (D / 2) : 0.0);    // RoPE angles
+    return f + c->hid_blocks * block;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameter table
+
+static size_t add_row(ParamTable *t, const char *prefix, const char *name, int ndim, int64_t d0, int64_t d1,
+                      ParamInit init, int64_t fan_in, int64_t fan_out, float scale) {
+    char full[PARAM_NAME_MAX];
+    int len = snprintf(full, sizeof full, "%s%s", prefix, name);
+    if (len < 0 || len >= (int)sizeof full) lola_die("parameter name too long: %s%s", prefix, name);
+    int64_t shape[2] = {d0, d1};
+    int i = ptable_add(t, full, ndim, shape, init, fan_in, fan_out, scale);
+    return t->rows[i].offset;
+}
+
+// torch.nn.Linear(in, out): weight (out, in), bias (out), both U(+-1/sqrt(in)).
+static void add_linear(ParamTable *t, const char *prefix, const char *name, int64_t in, int64_t out, int bias,
+                       float wscale, size_t *w, size_t *b) {
+    char n[PARAM_NAME_MAX];
+    snprintf(n, sizeof n, "%s.weight", name);
+    *w = add_row(t, prefix, n, 2, out, in, INIT_TORCH_DEFAULT, in, out, wscale);
+    if (bias) {
+        snprintf(n, sizeof n, "%s.bias", name);
+        *b = add_row(t, prefix, n, 1, out, 0, INIT_TORCH_DEFAULT, in, out, 1.0f);
+    }
+}
+
+void vit_build(ViT *v, const ViTConfig *c, ParamTable *t, const char *prefix) {
+    vit_config_check(c);
+    memset(v, 0, sizeof *v);
+    v->cfg = *c;
+    v->N = vit_tokens(c);
+    v->first = t->total;
+    int64_t D = c->hid_channels, M = c->mod_features, S = c->spatial, F = (int64_t)c->ffn_factor * D;
+    int64_t P = (int64_t)patch_volume(c);
+    size_t unused;
+    // ViT children in registration order: patch, unpatch (no params), in_proj, out_proj,
+    // positional_embedding (0 SineEncoding buffer, 1 Rearrange, 2 Linear), blocks.
+    add_linear(t, prefix, "in_proj", P * (c->in_channels + c->cond_channels), D, 1, 1.0f, &v->in_w, &v->in_b);
+    add_linear(t, prefix, "out_proj", D, P * c->out_channels, 1, 1.0f, &v->out_w, &v->out_b);
+    add_linear(t, prefix, "positional_embedding.2", S * D, D, 1, 1.0f, &v->pe_w, &v->pe_b);
+    v->blk = LOLA_NEW(ViTBlockParams, c->hid_blocks > 0 ? c->hid_blocks : 1);
+    for (int l = 0; l < c->hid_blocks; l++) {
+        ViTBlockParams *p = &v->blk[l];
+        char n[PARAM_NAME_MAX];
+#define BNAME(s) (snprintf(n, sizeof n, "blocks.%d.%s", l, s), n)
+        // The block's own parameters come first in state_dict order, in registration order
+        // (ada_zero before theta when ada_zero is a Parameter), then its children's.
+        if (M == 0) p->ada = add_row(t, prefix, BNAME("ada_zero"), 2, 4, D, INIT_NORMAL, 0, 0, 0.01f);
+        if (c->rope) p->theta = add_row(t, prefix, BNAME("theta"), 2, S, D / 2, INIT_CUSTOM, 0, 0, 1.0f);
+        if (M > 0) {
+            add_linear(t, prefix, BNAME("ada_zero.0"), M, M, 1, 1.0f, &p->ada0_w, &p->ada0_b);
+            add_linear(t, prefix, BNAME("ada_zero.2"), M, 4 * D, 1, 0.01f, &p->ada2_w, &p->ada2_b);
+        }
+        add_linear(t, prefix, BNAME("msa.qkv_proj"), D, 3 * D, 0, 1.0f, &p->qkv_w, &unused);
+        add_linear(t, prefix, BNAME("msa.y_proj"), D, D, 1, 1.0f, &p->y_w, &p->y_b);
+        add_linear(t, prefix, BNAME("ffn.0"), D, F, 1, 1.0f, &p->f0_w, &p->f0_b);
+        add_linear(t, prefix, BNAME("ffn.3"), F, D, 1, 1.0f, &p->f3_w, &p->f3_b);
+#undef BNAME
+    }
+    v->count = t->total - v->first;
+    if ((uint64_t)v->count != vit_param_count(c))
+        lola_die("vit: table holds %zu parameters, the formula says %llu (internal error)", v->count,
+                 (unsigned long long)vit_param_count(c));
+}
+
+void vit_init_custom(const ViT *v, float *host_params, Rng *rng) {
+    if (!v->cfg.rope) return;
+    int S = v->cfg.spatial, H2 = v->cfg.hid_channels / 2;
+    double *dir = LOLA_NEW(double, (size_t)S);
+    for (int l = 0; l < v->cfg.hid_blocks; l++) {
+        float *th = host_params + v->blk[l].theta; // (S, D/2)
+        for (int m = 0; m < H2; m++) {
+            double amp = pow(100.0, -rng_uniform(rng)), nrm = 0.0;
+            for (int k = 0; k < S; k++) {
+                dir[k] = rng_normal(rng);
+                nrm += dir[k] * dir[k];
+            }
+            nrm = sqrt(nrm);
+            if (nrm < 1e-12) nrm = 1e-12; // torch.nn.functional.normalize's eps
+            for (int k = 0; k < S; k++) th[(size_t)k * H2 + m] = (float)(amp * dir[k] / nrm);
+        }
+    }
+    free(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation plan
+//
+// Batch-independent: coo (N, S) integer coordinates, coo_enc (N, S*D) their sine encodings,
+// pe (N, D), thetaT (D/2, S) scratch. Stem: cat (B, Ct, N) channel concat, tok (B, N, Ct),
+// s (B, N, D) skip, xs block inputs (blocks + 1 of (B, N, D) in train, 1 in eval), tok_out.
+// Per block (every block in train, one slot in eval):
+//   ln (B,N,D), mean/rstd (B*N), y0 (B,N,D), qkv (B,N,3D), qkr (B,N,3D), qrstd (B,N,2H),
+//   asave (attention_save_floats), att (B,N,D), y1 (B,N,D), f1 (B,N,FD), dmask (B,N,FD; train
+//   with dropout > 0), f3 (B,N,FD), f4 (B,N,D), r (B,N,D), h1/h1s (B,M), ada (B,4D), angle (N,D/2).
+// Backward scratch (train): g0 g1 gr gt gy1 ds (B,N,D); F1 F2 (B,N,FD) (F1 doubles as the
+// forward's pre-dropout SiLU output; F2/F1 hold dqkr/dqkv, 3D <= FD); dangle (N,D/2);
+// dthT, dth (S*D/2); dada (B,4D); dh1s dh1 dmodb (B,M); dpe (N,D); dtok_out (B,N,Cout);
+// dtok (B,N,Ct); dcat (B,Ct,N).
+
+typedef struct {
+    float *ln, *mean, *rstd, *y0, *qkv, *qkr, *qrstd, *asave, *att, *y1, *f1, *dmask, *f3, *f4, *r;
+    float *h1, *h1s, *ada, *angle;
+} BlockActs;
+
+struct ViTArena {
+    int B, train, nslot;
+    float *mem;
+    size_t floats;
+    float *coo, *coo_enc, *pe, *thetaT;
+    float *cat, *tok, *s, *xs, *tok_out;
+    BlockActs *blk;
+    float *g0, *g1, *gr, *gt, *gy1, *ds, *F1, *F2;
+    float *dangle, *dthT, *dth, *dada, *dh1s, *dh1, *dmodb, *dpe, *dtok_out, *dtok, *dcat;
+    const float *mod_in; // the mod of the last forward (caller memory)
+    int have_forward, dropout_on;
+};
+
+typedef struct {
+    float *base;
+    size_t off;
+} Planner;
+
+static float *take(Planner *p, size_t n) {
+    float *r = p->base ? p->base + p->off : NULL;
+    p->off += (n + 15) & ~(size_t)15; // 64-byte aligned tensors
+    return r;
+}
+
+// Walks the plan; with base == NULL it only counts (a->blk may then be NULL).
+static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
+    const ViTConfig *c = &v->cfg;
+    size_t N = (size_t)v->N, D = (size_t)c->hid_channels, S = (size_t)c->spatial, M = (size_t)c->mod_features;
+    size_t FD = (size_t)c->ffn_factor * D, H = (size_t)c->heads, Bz = (size_t)B;
+    size_t Ct = (size_t)(c->in_channels + c->cond_channels), Co = (size_t)c->out_channels;
+    size_t BND = Bz * N * D;
+    int nslot = train ? c->hid_blocks : (c->hid_blocks > 0 ? 1 : 0);
+    int nx = train ? c->hid_blocks + 1 : 1;
+    Planner p = {base, 0};
+    ViTArena dummy;
+    if (!a) a = &dummy;
+    a->coo = take(&p, N * S);
+    a->coo_enc = take(&p, N * S * D);
+    a->pe = take(&p, N * D);
+    a->thetaT = take(&p, S * D / 2);
+    a->cat = take(&p, Bz * Ct * N);
+    a->tok = take(&p, Bz * N * Ct);
+    a->s = take(&p, BND);
+    a->xs = take(&p, (size_t)nx * BND);
+    a->tok_out = take(&p, Bz * N * Co);
+    for (int l = 0; l < nslot; l++) {
+        BlockActs tmp, *k = (base && a->blk) ? &a->blk[l] : &tmp;
+        k->ln = take(&p, BND);
+        k->mean = take(&p, Bz * N);
+        k->rstd = take(&p, Bz * N);
+        k->y0 = take(&p, BND);
+        k->qkv = take(&p, 3 * BND);
+        k->qkr = take(&p, 3 * BND);
+        k->qrstd = take(&p, Bz * N * 2 * H);
+        k->asave = take(&p, attention_save_floats(B, (int)N, (int)H));
+        k->att = take(&p, BND);
+        k->y1 = take(&p, BND);
+        k->f1 = take(&p, Bz * N * FD);
+        k->dmask = (train && c->dropout > 0.0f) ? take(&p, Bz * N * FD) : NULL;
+        k->f3 = take(&p, Bz * N * FD);
+        k->f4 = take(&p, BND);
+        k->r = take(&p, BND);
+        k->h1 = M ? take(&p, Bz * M) : NULL;
+        k->h1s = M ? take(&p, Bz * M) : NULL;
+        k->ada = take(&p, Bz * 4 * D);
+        k->angle = c->rope ? take(&p, N * D / 2) : NULL;
+    }
+    if (train) {
+        a->g0 = take(&p, BND);
+        a->g1 = take(&p, BND);
+        a->gr = take(&p, BND);
+        a->gt = take(&p, BND);
+        a->gy1 = take(&p, BND);
+        a->ds = take(&p, BND);
+        a->F1 = take(&p, Bz * N * (FD > 3 * D ? FD : 3 * D));
+        a->F2 = take(&p, Bz * N * (FD > 3 * D ? FD : 3 * D));
+        a->dangle = take(&p, N * D / 2);
+        a->dthT = take(&p, S * D / 2);
+        a->dth = take(&p, S * D / 2);
+        a->dada = take(&p, Bz * 4 * D);
+        a->dh1s = take(&p, Bz * (M ? M : 1));
+        a->dh1 = take(&p, Bz * (M ? M : 1));
+        a->dmodb = take(&p, Bz * (M ? M : 1));
+        a->dpe = take(&p, N * D);
+        a->dtok_out = take(&p, Bz * N * Co);
+        a->dtok = take(&p, Bz * N * Ct);
+        a->dcat = take(&p, Bz * Ct * N);
+    }
+    return p.off;
+}
+
+size_t vit_arena_floats(const ViT *v, int B, int train) { return plan(v, NULL, B, train, NULL); }
+
+void vit_reserve(ViT *v, int B, int train) {
+    if (B < 1) lola_die("vit_reserve: batch %d must be >= 1", B);
+    ViTArena *a = v->arena;
+    if (a && a->B == B && a->train == train) return;
+    if (a) {
+        nn_free(a->mem);
+        free(a->blk);
+        free(a);
+    }
+    a = LOLA_NEW(ViTArena, 1);
+    a->B = B;
+    a->train = train;
+    a->nslot = train ? v->cfg.hid_blocks : (v->cfg.hid_blocks > 0 ? 1 : 0);
+    a->blk = LOLA_NEW(BlockActs, a->nslot > 0 ? a->nslot : 1);
+    a->floats = plan(v, a, B, train, NULL);
+    a->mem = nn_alloc(a->floats);
+    plan(v, a, B, train, a->mem);
+    // Token coordinates, row-major over the token grid, last axis fastest (torch.cartesian_prod),
+    // and their sine encodings (N*S values -> (N, S*D): axis k's encoding at columns k*D..).
+    const ViTConfig *c = &v->cfg;
+    int S = c->spatial, N = v->N, grid[VIT_MAX_AXES];
+    for (int k = 0; k < S; k++) grid[k] = c->shape[k] / c->patch[k];
+    float *coo = LOLA_NEW(float, (size_t)N * S);
+    for (int n = 0; n < N; n++) {
+        int rem = n;
+        for (int k = S - 1; k >= 0; k--) {
+            coo[(size_t)n * S + k] = (float)(rem % grid[k]);
+            rem /= grid[k];
+        }
+    }
+    nn_to_backend(a->coo, coo, (size_t)N * S);
+    free(coo);
+    sine_encoding_forward(a->coo_enc, a->coo, N * S, c->hid_channels, VIT_PE_OMEGA);
+    v->arena = a;
+}
+
+void vit_destroy(ViT *v) {
+    if (v->arena) {
+        nn_free(v->arena->mem);
+        free(v->arena->blk);
+        free(v->arena);
+    }
+    free(v->blk);
+    memset(v, 0, sizeof *v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+static void check_patch1(const ViTConfig *c, const char *who) {
+    for (int i = 0; i < c->spatial; i++)
+        if (c->patch[i] != 1)
+            lola_die_hint("LoLa's latent models use patch_size 1; vit_pixel needs a patchify op nn.h lacks",
+                          "%s: patch size %d on axis %d is not implemented", who, c->patch[i], i);
+}
+
+// RoPE angles of one block: angle (N, D/2) = coo (N, S) @ theta (S, D/2), via theta^T in a->thetaT.
+static void rope_angles(const ViT *v, ViTArena *a, const float *theta, float *angle) {
+    int S = v->cfg.spatial, H2 = v->cfg.hid_channels / 2;
+    transpose_bcn(a->thetaT, theta, 1, S, H2); // (S, D/2) -> (D/2, S)
+    linear_forward(angle, a->coo, a->thetaT, NULL, v->N, S, H2);
+}
+
+void vit_forward(ViT *v, const float *params, float *out, const float *x, const float *cond,
+                 const float *mod, int B, int train, uint64_t seed) {
+    const ViTConfig *c = &v->cfg;
+    check_patch1(c, "vit_forward");
+    if (!v->arena || v->arena->B != B || (train && !v->arena->train))
+        lola_die("vit_forward: no arena for batch %d%s (call vit_reserve first)", B, train ? " in train mode" : "");
+    if (c->cond_channels > 0 && !cond) lola_die("vit_forward: the model has %d cond channels but cond is NULL", c->cond_channels);
+    if (c->mod_features > 0 && !mod) lola_die("vit_forward: the model has mod_features %d but mod is NULL", c->mod_features);
+    ViTArena *a = v->arena;
+    const float *P = params;
+    int N = v->N, D = c->hid_channels, H = c->heads, dh = D / H, M = c->mod_features, S = c->spatial;
+    int FD = c->ffn_factor * D, Ci = c->in_channels, Cc = c->cond_channels, Ct = Ci + Cc, Co = c->out_channels;
+    int BN = B * N;
+    size_t ND = (size_t)N * D, BND = (size_t)B * ND;
+    int dropout_on = train && c->dropout > 0.0f;
+
+    // Stem: concat channels, patchify (p = 1: (B, Ct, N) -> (B, N, Ct)), in_proj, + PE.
+    for (int b = 0; b < B; b++) {
+        nn_copy(a->cat + (size_t)b * Ct * N, x + (size_t)b * Ci * N, (size_t)Ci * N);
+        if (Cc) nn_copy(a->cat + (size_t)b * Ct * N + (size_t)Ci * N, cond + (size_t)b * Cc * N, (size_t)Cc * N);
+    }
+    transpose_bcn(a->tok, a->cat, B, Ct, N);
+    linear_forward(a->s, a->tok, P + v->in_w, P + v->in_b, BN, Ct, D);
+    linear_forward(a->pe, a->coo_enc, P + v->pe_w, P + v->pe_b, N, S * D, D);
+    for (int b = 0; b < B; b++) nn_add(a->xs + b * ND, a->s + b * ND, a->pe, ND);
+
+    for (int l = 0; l < c->hid_blocks; l++) {
+        const ViTBlockParams *w = &v->blk[l];
+        BlockActs *k = &a->blk[a->train ? l : 0];
+        float *xin = a->xs + (a->train ? (size_t)l : 0) * BND;
+        float *xout = a->xs + (a->train ? (size_t)l + 1 : 0) * BND; // eval: in place (xin is dead by then)
+        // Modulation a, b, c, d: (B, 4D), chunk order a | b | c | d.
+        if (M > 0) {
+            linear_forward(k->h1, mod, P + w->ada0_w, P + w->ada0_b, B, M, M);
+            silu_forward(k->h1s, k->h1, (size_t)B * M);
+            linear_forward(k->ada, k->h1s, P + w->ada2_w, P + w->ada2_b, B, M, 4 * D);
+        } else {
+            for (int b = 0; b < B; b++) nn_copy(k->ada + (size_t)b * 4 * D, P + w->ada, (size_t)4 * D);
+        }
+        const float *ma = k->ada, *mb = k->ada + D, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
+        // y0 = (1 + a) LN(x) + b
+        layernorm_forward(k->ln, k->mean, k->rstd, xin, BN, D, VIT_LN_EPS);
+        modulate_forward(k->y0, k->ln, ma, mb, B, N, D, 4 * D);
+        // y1 = y0 + MSA(y0)
+        linear_forward(k->qkv, k->y0, P + w->qkv_w, NULL, BN, D, 3 * D);
+        if (c->rope) rope_angles(v, a, P + w->theta, k->angle);
+        qk_norm_rope_forward(k->qkr, k->qrstd, k->qkv, k->angle, B, N, H, dh, c->qk_norm, c->rope);
+        attention_forward(k->att, k->asave, k->qkr, B, N, H, dh);
+        linear_forward(k->y1, k->att, P + w->y_w, P + w->y_b, BN, D, D);
+        nn_add(k->y1, k->y1, k->y0, BND);
+        // f4 = FFN(y1)
+        linear_forward(k->f1, k->y1, P + w->f0_w, P + w->f0_b, BN, D, FD);
+        if (dropout_on) {
+            silu_forward(a->F1, k->f1, (size_t)BN * FD);
+            dropout_forward(k->f3, k->dmask, a->F1, (size_t)BN * FD, c->dropout, rng_hash(seed, (uint64_t)l));
+        } else {
+            silu_forward(k->f3, k->f1, (size_t)BN * FD);
+        }
+        linear_forward(k->f4, k->f3, P + w->f3_w, P + w->f3_b, BN, FD, D);
+        // r = (x + c f4)/sqrt(1 + c^2); x' = (r + d s)/sqrt(1 + d^2)
+        gated_residual_forward(k->r, xin, k->f4, mc, B, N, D, 4 * D);
+        gated_residual_forward(xout, k->r, a->s, md, B, N, D, 4 * D);
+    }
+
+    const float *xl = a->xs + (a->train ? (size_t)c->hid_blocks : 0) * BND;
+    linear_forward(a->tok_out, xl, P + v->out_w, P + v->out_b, BN, D, Co);
+    transpose_bcn(out, a->tok_out, B, N, Co); // unpatchify: (B, N, Co) -> (B, Co, N)
+    a->mod_in = mod;
+    a->have_forward = a->train;
+    a->dropout_on = dropout_on;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float *dx,
+                  const float *dout, int B) {
+    const ViTConfig *c = &v->cfg;
+    ViTArena *a = v->arena;
+    if (!a || !a->train || !a->have_forward || a->B != B)
+        lola_die("vit_backward: needs a preceding vit_forward with batch %d on an arena reserved with train = 1", B);
+    const float *P = params;
+    float *G = grads;
+    int N = v->N, D = c->hid_channels, H = c->heads, dh = D / H, M = c->mod_features, S = c->spatial;
+    int FD = c->ffn_factor * D, Ct = c->in_channels + c->cond_channels, Co = c->out_channels;
+    int BN = B * N, H2 = D / 2;
+    size_t ND = (size_t)N * D, BND = (size_t)B * ND;
+
+    // out_proj (after the (B, Co, N) -> (B, N, Co) transpose of dout)
+    transpose_bcn(a->dtok_out, dout, B, Co, N);
+    const float *xl = a->xs + (size_t)c->hid_blocks * BND;
+    float *g0 = a->g0, *g1 = a->g1; // g0: d(block output), g1: d(block input)
+    linear_backward(g0, G + v->out_w, G + v->out_b, a->dtok_out, xl, P + v->out_w, BN, D, Co);
+    nn_zero(a->ds, BND);
+    if (dmod && M > 0) nn_zero(dmod, (size_t)B * M);
+
+    for (int l = c->hid_blocks - 1; l >= 0; l--) {
+        const ViTBlockParams *w = &v->blk[l];
+        const ViTBlockParams *gw = w; // same offsets index the gradient buffer
+        BlockActs *k = &a->blk[l];
+        const float *xin = a->xs + (size_t)l * BND;
+        const float *ma = k->ada, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
+        float *dada = a->dada;
+        nn_zero(dada, (size_t)B * 4 * D);
+        // x' = (r + d s)/sqrt(1 + d^2): dr -> gr, ds_part -> gt, dd += (third chunk)
+        gated_residual_backward(a->gr, a->gt, dada + 3 * D, g0, k->r, a->s, md, B, N, D, 4 * D);
+        nn_add(a->ds, a->ds, a->gt, BND);
+        // r = (x + c f4)/sqrt(1 + c^2): dx -> g1, df4 -> gt, dc +=
+        gated_residual_backward(g1, a->gt, dada + 2 * D, a->gr, xin, k->f4, mc, B, N, D, 4 * D);
+        // FFN
+        linear_backward(a->F1, G + gw->f3_w, G + gw->f3_b, a->gt, k->f3, P + w->f3_w, BN, FD, D); // df3
+        float *df1;
+        if (a->dropout_on) {
+            dropout_backward(a->F2, a->F1, k->dmask, (size_t)BN * FD); // d(silu out)
+            silu_backward(a->F1, a->F2, k->f1, (size_t)BN * FD);
+            df1 = a->F1;
+        } else {
+            silu_backward(a->F2, a->F1, k->f1, (size_t)BN * FD);
+            df1 = a->F2;
+        }
+        linear_backward(a->gy1, G + gw->f0_w, G + gw->f0_b, df1, k->y1, P + w->f0_w, BN, D, FD); // dy1
+        // y1 = y0 + y_proj(att): dy0 = dy1 + (MSA path)
+        linear_backward(a->gt, G + gw->y_w, G + gw->y_b, a->gy1, k->att, P + w->y_w, BN, D, D); // datt
+        float *dqkr = a->F2, *dqkv = a->F1; // both free now (3D <= FD or sized max(FD, 3D))
+        attention_backward(dqkr, a->gt, k->qkr, k->att, k->asave, B, N, H, dh);
+        if (c->rope) nn_zero(a->dangle, (size_t)N * H2);
+        qk_norm_rope_backward(dqkv, c->rope ? a->dangle : NULL, dqkr, k->qkv, k->qrstd, k->angle, B, N, H, dh,
+                              c->qk_norm, c->rope);
+        linear_backward(a->gr, G + gw->qkv_w, NULL, dqkv, k->y0, P + w->qkv_w, BN, D, 3 * D);
+        nn_add(a->gy1, a->gy1, a->gr, BND); // dy0
+        // y0 = (1 + a) LN(x) + b
+        modulate_backward(a->gr, dada, dada + D, a->gy1, k->ln, ma, B, N, D, 4 * D); // dln
+        layernorm_backward(a->gt, a->gr, xin, k->mean, k->rstd, BN, D);
+        nn_add(g1, g1, a->gt, BND);
+        // theta: angle = coo @ theta -> dtheta^T (D/2, S) = dangle^T @ coo
+        if (c->rope) {
+            transpose_bcn(a->thetaT, P + w->theta, 1, S, H2);
+            nn_zero(a->dthT, (size_t)S * H2);
+            linear_backward(NULL, a->dthT, NULL, a->dangle, a->coo, a->thetaT, N, S, H2);
+            transpose_bcn(a->dth, a->dthT, 1, H2, S);
+            nn_axpy(G + gw->theta, 1.0f, a->dth, (size_t)S * H2);
+        }
+        // modulation MLP
+        if (M > 0) {
+            linear_backward(a->dh1s, G + gw->ada2_w, G + gw->ada2_b, dada, k->h1s, P + w->ada2_w, B, M, 4 * D);
+            silu_backward(a->dh1, a->dh1s, k->h1, (size_t)B * M);
+            linear_backward(dmod ? a->dmodb : NULL, G + gw->ada0_w, G + gw->ada0_b, a->dh1, a->mod_in,
+                            P + w->ada0_w, B, M, M);
+            if (dmod) nn_add(dmod, dmod, a->dmodb, (size_t)B * M);
+        } else {
+            for (int b = 0; b < B; b++) nn_axpy(G + gw->ada, 1.0f, dada + (size_t)b * 4 * D, (size_t)4 * D);
+        }
+        float *t = g0;
+        g0 = g1;
+        g1 = t;
+    }
+
+    // x0 = s + pe (pe broadcast over the batch); s is also every block's skip input.
+    nn_add(a->ds, a->ds, g0, BND);
+    nn_zero(a->dpe, ND);
+    for (int b = 0; b < B; b++) nn_axpy(a->dpe, 1.0f, g0 + b * ND, ND);
+    linear_backward(NULL, G + v->pe_w, G + v->pe_b, a->dpe, a->coo_enc, P + v->pe_w, N, S * D, D);
+    linear_backward(dx ? a->dtok : NULL, G + v->in_w, G + v->in_b, a->ds, a->tok, P + v->in_w, BN, Ct, D);
+    if (dx) {
+        int Ci = c->in_channels;
+        transpose_bcn(a->dcat, a->dtok, B, N, Ct); // (B, N, Ct) -> (B, Ct, N)
+        for (int b = 0; b < B; b++) nn_copy(dx + (size_t)b * Ci * N, a->dcat + (size_t)b * Ct * N, (size_t)Ci * N);
+    }
+}
