@@ -363,7 +363,7 @@ OLD_SIG := $(if $(wildcard $(STAMP)),$(file < $(STAMP)))
 # Print the table before building when the goal is a build of everything.
 PRINT_TABLE := $(if $(filter-out all test demo cuda-check,$(or $(MAKECMDGOALS),all)),,1)
 
-.PHONY: all test demo config deps clean help cuda-check FORCE
+.PHONY: all test demo config deps clean help cuda-check FORCE print-%
 all: $(BUILD)/lola $(TOOLS)
 
 # ---------------------------------------------------------------------------------------------
@@ -427,9 +427,12 @@ $(BUILD)/liblola.a: $(LIB_OBJ)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# --whole-archive: a strong cmd_* definition anywhere in the library replaces the weak
+# "not implemented yet" stub of src/commands_stub.c (an archive member is otherwise only pulled
+# for undefined symbols, so the stub could win depending on member order).
 $(BUILD)/lola: $(BUILD)/obj/src/main.o $(BUILD)/liblola.a
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $^ -o $@ $(ALL_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(BUILD)/obj/src/main.o -Wl,--whole-archive $(BUILD)/liblola.a -Wl,--no-whole-archive -o $@ $(ALL_LIBS)
 
 $(TOOLS): $(BUILD)/%: $(BUILD)/obj/tools/%.o $(BUILD)/liblola.a
 	$(call say,LINK,$@)
@@ -544,6 +547,10 @@ help:
 	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 	@echo "Variables: BACKEND=cpu|cuda CUDA_ARCH=sm_90a CC MPICC MPI=0 CUDA_HOME CUDNN_HOME NCCL_HOME YAML_HOME"
 	@echo "           XXX_CFLAGS/XXX_LIBS (XXX = MPI HDF5 YAML BLAS PNG) OPT CFLAGS NVCC_FLAGS BUILD V=1"
+
+# `make print-VAR` prints a variable's final value (scripts and tests use it).
+print-%:
+	@$(info $($*))true
 
 FORCE:
 

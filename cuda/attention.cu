@@ -16,7 +16,9 @@ void lcu_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, const fl
                       const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
 
 #define ATT_WARPS 8
-#define ATT_CAP_FLOATS ((size_t)64 << 20)
+// Largest score buffer (floats) of one head chunk; nn_cuda_set_attention_chunk changes it (tests).
+static size_t att_cap_floats = (size_t)64 << 20;
+extern "C" void nn_cuda_set_attention_chunk(size_t floats) { att_cap_floats = floats ? floats : ((size_t)64 << 20); }
 
 extern "C" size_t attention_save_floats(int B, int N, int H) { return (size_t)B * H * N; }
 
@@ -62,7 +64,7 @@ __global__ void dscores_kernel(float *P, const float *dP, const float *dO, const
 
 static int head_chunk(int N, int H) {
     size_t per = (size_t)N * N;
-    size_t hc = ATT_CAP_FLOATS / (per ? per : 1);
+    size_t hc = att_cap_floats / (per ? per : 1);
     if (hc < 1) hc = 1;
     if (hc > (size_t)H) hc = H;
     return (int)hc;

@@ -232,30 +232,62 @@ extern "C" void nn_randn(float *out, size_t n, uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// AdamW (torch.optim.AdamW, decoupled weight decay). The bias corrections are computed once on
-// the host in double.
+// Per-sample coefficient ops of the diffusion wrappers.
 
-__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                             float b2, float eps, float decay, float bc1, float bc2) {
+// out[b, i] = a[b] x[b, i] (+ c[b] y[b, i]); out may alias x or y.
+__global__ void rows_axpby_kernel(float *out, const float *a, const float *x, const float *c, const float *y,
+                                  size_t n, size_t total) {
+    GRID_STRIDE(i, total) {
+        size_t b = i / n;
+        out[i] = y ? a[b] * x[i] + c[b] * y[i] : a[b] * x[i];
+    }
+}
+extern "C" void nn_rows_axpby(float *out, const float *a, const float *x, const float *c, const float *y, int B,
+                              size_t n) {
+    if ((c == NULL) != (y == NULL)) lola_die("nn_rows_axpby: c and y must both be set or both be NULL");
+    size_t total = (size_t)(B > 0 ? B : 0) * n;
+    if (!total) return;
+    lcu_ensure_init();
+    rows_axpby_kernel<<<lcu_grid(total), LCU_THREADS, 0, lcu_stream()>>>(out, a, x, c, y, n, total);
+    CUDA_LAUNCH_CHECK();
+}
+
+// out[i] = m[i] != 0 ? x[i] : (y ? y[i] : 0); out may alias x or y.
+__global__ void where_kernel(float *out, const float *m, const float *x, const float *y, size_t n) {
+    GRID_STRIDE(i, n) out[i] = m[i] != 0.0f ? x[i] : (y ? y[i] : 0.0f);
+}
+extern "C" void nn_where(float *out, const float *m, const float *x, const float *y, size_t n) {
+    if (!n) return;
+    lcu_ensure_init();
+    where_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(out, m, x, y, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdamW with torch.optim.AdamW's arithmetic order (as the CPU backend, src/cpu/adamw.c):
+//   p *= 1 - lr wd; m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2;
+//   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps), bc1 = 1 - b1^t, bc2 = 1 - b2^t (host, double).
+
+__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float eps,
+                             float decay, float step, float sqrt_bc2) {
     GRID_STRIDE(i, n) {
-        float gi = g[i];
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float gi = g[i], m0 = m[i];
+        float mi = m0 + (1.0f - b1) * (gi - m0);
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        float pi = p[i] * decay;
-        p[i] = pi - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sqrt_bc2 + eps);
     }
 }
 
 extern "C" void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
                              float b2, float eps, float wd, int t) {
-    if (!n) return;
     if (t < 1) lola_die("adamw_update: step count t = %d must be >= 1", t);
+    if (!n) return;
     lcu_ensure_init();
-    float bc1 = (float)(1.0 - pow((double)b1, (double)t));
-    float bc2 = (float)(1.0 - pow((double)b2, (double)t));
+    double bc1 = 1.0 - pow((double)b1, (double)t), bc2 = 1.0 - pow((double)b2, (double)t);
+    float step = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
     float decay = 1.0f - lr * wd;
-    adamw_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(p, g, m, v, n, lr, b1, b2, eps, decay, bc1, bc2);
+    adamw_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(p, g, m, v, n, b1, b2, eps, decay, step, sqrt_bc2);
     CUDA_LAUNCH_CHECK();
 }

@@ -36,8 +36,12 @@ size_t nn_cuda_scratch_bytes(void);
 // (free/total from cudaMemGetInfo) for reports.
 const char *nn_cuda_device_name(void);
 void nn_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
-// Number of convolution calls that went through the im2col fallback (cuDNN failures included).
+// Number of convolution calls (forward, backward-data, backward-filter counted separately) that
+// went to im2col because cuDNN failed while cuDNN was the selected implementation.
 long nn_cuda_conv_fallback_calls(void);
+// Largest attention score buffer per head chunk, in floats (0 = default 64 Mi). Smaller values
+// force more, smaller chunks (tests use it to exercise the chunking).
+void nn_cuda_set_attention_chunk(size_t floats);
 
 #ifdef __cplusplus
 }

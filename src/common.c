@@ -23,7 +23,8 @@ static LOLA_NORETURN void die_finish(void) {
 static void die_print(const char *file, int line, const char *fmt, va_list ap) {
     fflush(stdout);
     if (lola_log_size > 1) fprintf(stderr, "[rank %d] ", lola_log_rank);
-    fprintf(stderr, "error: %s:%d: ", file, line);
+    if (line > 0) fprintf(stderr, "error: %s:%d: ", file, line);
+    else fprintf(stderr, "error: %s: ", file); // no line (e.g. a whole config file)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }

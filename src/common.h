@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-// Ends the job with "file:line: <message>". Never returns.
+// Ends the job with "file:line: <message>" ("file: <message>" when line <= 0). Never returns.
 LOLA_NORETURN void lola_die_at(const char *file, int line, const char *fmt, ...) LOLA_PRINTF(3, 4);
 // Same, with a second "HINT: ..." line that tells the user what to try.
 LOLA_NORETURN void lola_die_hint_at(const char *file, int line, const char *hint, const char *fmt, ...)

@@ -485,10 +485,13 @@ void dcae_reserve(Dcae *m, int B, int H, int W) {
     if (B < 1) lola_die("dcae_reserve: batch %d, must be >= 1", B);
     check_hw(&m->cfg, H, W);
     if (m->arena && m->B == B && m->H == H && m->W == W) return;
-    if (m->arena) nn_free(m->arena);
     if (!m->bufs) m->bufs = LOLA_NEW(DcaeBufs, 1);
-    m->arena_floats = plan_arena(&m->cfg, m->stages, m->n_stages, NULL, B, H, W, NULL);
-    m->arena = nn_alloc(m->arena_floats);
+    size_t need = plan_arena(&m->cfg, m->stages, m->n_stages, NULL, B, H, W, NULL);
+    if (!m->arena || need > m->arena_floats) { // grow only: a smaller (B, H, W) re-plans in place
+        if (m->arena) nn_free(m->arena);
+        m->arena = nn_alloc(need);
+        m->arena_floats = need;
+    }
     plan_arena(&m->cfg, m->stages, m->n_stages, m->bufs, B, H, W, m->arena);
     m->B = B;
     m->H = H;

@@ -82,7 +82,7 @@ typedef struct {
     // activation arena for the current (B, H, W); 0 when none
     int B, H, W;
     float *arena;
-    size_t arena_floats;
+    size_t arena_floats; // capacity of arena
     DcaeBufs *bufs;
     int have_forward; // a training forward is stored in the arena (for dcae_backward)
 } Dcae;
@@ -100,8 +100,9 @@ void dcae_zero_grad(Dcae *m);
 // without allocating. Linear in B up to 256-byte alignment padding per tensor.
 // Built from the config alone (no parameter allocation), so `lola info` can print it.
 size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W);
-// Allocates (or keeps, if the size is unchanged) the arena for (B, H, W). Dies when H or W is
-// not a multiple of 2^(L-1).
+// Lays out the arena for (B, H, W), allocating only when it needs more floats than the current
+// arena holds (so alternating smaller batches do not reallocate). Any stored forward is
+// invalidated by a change of (B, H, W). Dies when H or W is not a multiple of 2^(L-1).
 void dcae_reserve(Dcae *m, int B, int H, int W);
 // Prints parameters, gradients and activations (per sample and for B) in MiB.
 void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out);

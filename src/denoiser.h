@@ -72,7 +72,10 @@ typedef struct {
     EmuArena *arena;
 } Emulator;
 
-// Builds the table and allocates params + grads (zero). Does not initialise the values.
+// Builds the table and the offsets only (params = grads = NULL; e.g. to list or count a large
+// model without allocating it). emu_destroy frees it.
+void emu_build(Emulator *m, const EmuConfig *c);
+// emu_build, then allocates params + grads (zero). Does not initialise the values.
 void emu_create(Emulator *m, const EmuConfig *c);
 void emu_destroy(Emulator *m);
 // PyTorch-default initialisation in table order from rng_seed(seed), then theta (vit.h).

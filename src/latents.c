@@ -164,28 +164,35 @@ int latent_file_valid(const char *path, const char *ae_id) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-void latent_open(LatentSet *s, const char *dir, const char *ae_id) {
-    memset(s, 0, sizeof *s);
+// Appends the sorted cache file paths of dir to names.
+static void list_dir(const char *dir, char ***names, int *n, int *cap) {
     DIR *d = opendir(dir);
     if (!d) lola_die_hint("run `lola cache` first (or the pipeline's cache stage)", "latent cache directory '%s' cannot be read: %s", dir, strerror(errno));
-    char **names = NULL;
-    int n = 0, cap = 0;
+    int first = *n;
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t L = strlen(e->d_name);
-        if (L < 4 || strcmp(e->d_name + L - 3, ".h5") != 0) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            names = (char **)realloc(names, (size_t)cap * sizeof(char *));
+        int h5 = L > 3 && strcmp(e->d_name + L - 3, ".h5") == 0, hdf5 = L > 5 && strcmp(e->d_name + L - 5, ".hdf5") == 0;
+        if (!h5 && !hdf5) continue;
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            *names = (char **)realloc(*names, (size_t)*cap * sizeof(char *));
         }
         size_t need = strlen(dir) + L + 2;
-        names[n] = (char *)malloc(need);
-        snprintf(names[n], need, "%s/%s", dir, e->d_name);
-        n++;
+        (*names)[*n] = (char *)malloc(need);
+        snprintf((*names)[*n], need, "%s/%s", dir, e->d_name);
+        (*n)++;
     }
     closedir(d);
-    if (n == 0) lola_die_hint("run `lola cache` first", "latent cache directory '%s' holds no .h5 files", dir);
-    qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    if (*n == first) lola_die_hint("run `lola cache` first", "latent cache directory '%s' holds no .h5/.hdf5 files", dir);
+    qsort(*names + first, (size_t)(*n - first), sizeof(char *), cmp_str);
+}
+
+void latent_open(LatentSet *s, const char *const *dirs, int n_dirs, const char *ae_id) {
+    memset(s, 0, sizeof *s);
+    char **names = NULL;
+    int n = 0, cap = 0;
+    for (int i = 0; i < n_dirs; i++) list_dir(dirs[i], &names, &n, &cap);
     s->files = LOLA_NEW(LatentFile, n);
     s->n_files = n;
     for (int i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
 // latents.h: the latent cache (lola-spec.md 1.5, DESIGN.md 6): one HDF5 file per input Well file,
-// <run>/ae/cache/<physics>/<split>/<input file name>, readable by h5py, with
+// <run>/ae/cache/<physics>/<split>/<input file name> (same name as the Well file), readable by h5py, with
 //   state  float32 (N_traj * repeat, T, C_lat, h, w[, z])   encoded trajectories (saturated latents)
 //   label  float32 (N_traj * repeat, D_label)               θ after augmentation
 //   @ae_id       identity of the autoencoder that made it (its checkpoint step and a parameter hash)
@@ -56,11 +56,12 @@ void latent_writer_close(LatentWriter *w);
 // 1 when path is a complete cache file made by the AE ae_id (ae_id NULL: any AE), else 0.
 int latent_file_valid(const char *path, const char *ae_id);
 
-// Opens every *.h5 cache file of dir (sorted bytewise). Dies, naming the file and the problem, on:
+// Opens every *.h5 / *.hdf5 cache file of the directories (each sorted bytewise, directories
+// concatenated in order, like euler_all = openBC then periodicBC). Dies, naming the file and the problem, on:
 // an empty or missing directory, an incomplete file, a file made by another AE (ae_id != NULL and
 // different), wrong dataset ranks or shapes, label rows disagreeing with state rows, or files that
 // disagree on channels/grid/label size.
-void latent_open(LatentSet *s, const char *dir, const char *ae_id);
+void latent_open(LatentSet *s, const char *const *dirs, int n_dirs, const char *ae_id);
 void latent_close(LatentSet *s);
 // Builds the window index for windows of `window` states at time stride `stride`. Dies when a file's
 // trajectories are shorter than one window. Returns the number of windows.

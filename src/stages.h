@@ -8,6 +8,8 @@
 #include "augment.h"
 #include "config.h"
 #include "dcae.h"
+#include "denoiser.h"
+#include "latents.h"
 #include "transform.h"
 #include "train.h"
 #include "well.h"
@@ -36,6 +38,16 @@ void dcae_config_from(const Config *cfg, int pix_channels, DcaeConfig *out);
 // Creates the AE of the config and loads <ae dir>/state.h5 into it (eval mode use). Dies with a
 // clear message when the checkpoint is missing or does not match the config.
 void ae_load(const Config *cfg, int pix_channels, Dcae *m, char *ae_id, size_t cap);
+
+// The emulator config of cfg->denoiser (DM) or cfg->surrogate (NS) for windows of `window`
+// (n_axes sizes: L, h, w) of `channels` latent channels with label_features label entries.
+void emu_config_from(const Config *cfg, EmuKind kind, int channels, int n_axes, const int *window, int label_features,
+                     EmuConfig *out);
+// Identity string of the trained AE ("ae step N params <hash>"), as stored in latent caches.
+void ae_identity(const Config *cfg, int pix_channels, char *ae_id, size_t cap);
+// Opens the latent cache of a split over every physics directory of the dataset; ae_id checks the
+// cache was made by that AE (NULL: any).
+void latents_open_split(const Config *cfg, const char *split, const char *ae_id, LatentSet *s);
 
 // TrainConfig of a stage from its train/optim sections; dir is the stage directory.
 // LOLA_STOP_AFTER_STEPS in the environment sets stop_after_steps (tests of the stop path).

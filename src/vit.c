@@ -86,9 +86,9 @@ double vit_forward_flops(const ViTConfig *c) {
 
 static size_t add_row(ParamTable *t, const char *prefix, const char *name, int ndim, int64_t d0, int64_t d1,
                       ParamInit init, int64_t fan_in, int64_t fan_out, float scale) {
-    char full[PARAM_NAME_MAX];
+    char full[2 * PARAM_NAME_MAX + 32];
     int len = snprintf(full, sizeof full, "%s%s", prefix, name);
-    if (len < 0 || len >= (int)sizeof full) lola_die("parameter name too long: %s%s", prefix, name);
+    if (len < 0 || len >= PARAM_NAME_MAX) lola_die("parameter name too long: %s%s", prefix, name);
     int64_t shape[2] = {d0, d1};
     int i = ptable_add(t, full, ndim, shape, init, fan_in, fan_out, scale);
     return t->rows[i].offset;
@@ -97,7 +97,7 @@ static size_t add_row(ParamTable *t, const char *prefix, const char *name, int n
 // torch.nn.Linear(in, out): weight (out, in), bias (out), both U(+-1/sqrt(in)).
 static void add_linear(ParamTable *t, const char *prefix, const char *name, int64_t in, int64_t out, int bias,
                        float wscale, size_t *w, size_t *b) {
-    char n[PARAM_NAME_MAX];
+    char n[PARAM_NAME_MAX + 16];
     snprintf(n, sizeof n, "%s.weight", name);
     *w = add_row(t, prefix, n, 2, out, in, INIT_TORCH_DEFAULT, in, out, wscale);
     if (bias) {

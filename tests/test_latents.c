@@ -40,12 +40,14 @@ static void write_file(const char *name, int file, int64_t n, int64_t T, int C, 
 
 static void open_dir(void *arg) {
     LatentSet s;
-    latent_open(&s, (const char *)arg, "ae-1");
+    const char *d = (const char *)arg;
+    latent_open(&s, &d, 1, "ae-1");
 }
 
 static void open_short(void *arg) {
     LatentSet s;
-    latent_open(&s, (const char *)arg, NULL);
+    const char *d = (const char *)arg;
+    latent_open(&s, &d, 1, NULL);
     latent_index(&s, 5, 4);
 }
 
@@ -55,7 +57,8 @@ int main(void) {
     write_file("a.h5", 0, 2, 20, 3, "ae-1", 1);
     write_file("b.h5", 1, 3, 18, 3, "ae-1", 1);
     LatentSet s;
-    latent_open(&s, dir, "ae-1");
+    const char *dirs[1] = {dir};
+    latent_open(&s, dirs, 1, "ae-1");
     CHECK(s.n_files == 2 && s.channels == 3 && s.spatial[0] == 2 && s.spatial[1] == 3 && s.label_dim == 5, "open: files, channels, grid, label size");
     int64_t n = latent_index(&s, 5, 4);
     // windows per trajectory: 20 - 16 = 4 (file a), 18 - 16 = 2 (file b) -> 2*4 + 3*2 = 14

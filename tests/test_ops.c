@@ -477,7 +477,7 @@ static void test_norms(void) {
     CHECK_CLOSE(y[2], -0.447212, 2e-6, 0, "token LayerNorm (2 -> -0.447212)");
 
     // gradient checks (HW = 70 crosses the 64-pixel block edge)
-    const int sh[][3] = {{2, 5, 7}, {2, 3, 70}, {1, 2, 3}};
+    const int sh[][3] = {{2, 5, 7}, {2, 4, 70}, {1, 3, 3}};
     for (int s = 0; s < 3; s++) {
         Norm p = norm_make(sh[s][0], sh[s][1], sh[s][2], -2, 3);
         size_t n = (size_t)p.B * p.C * p.HW;
@@ -874,13 +874,14 @@ static void test_adamw(void) {
     float p[2] = {1, -2}, m[2] = {0, 0}, v[2] = {0, 0}, g[2] = {0.5f, 0};
     adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
     CHECK_CLOSE(p[0], 0.899000002, 1e-7, 0, "adamw step 1");
-    CHECK_CLOSE(m[0], 0.05, 1e-9, 0, "adamw m after step 1");
-    CHECK_CLOSE(v[0], 0.00025, 1e-11, 0, "adamw v after step 1");
+    // m and v carry the float32 rounding of 1 - b1 and 1 - b2 (0.999f = 0.99900001287): 1e-5 relative
+    CHECK_CLOSE(m[0], 0.05, 0, 1e-6, "adamw m after step 1");
+    CHECK_CLOSE(v[0], 0.00025, 0, 2e-5, "adamw v after step 1");
     g[0] = -0.25f;
     adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2);
     CHECK_CLOSE(p[0], 0.871467299, 2e-7, 0, "adamw step 2");
-    CHECK_CLOSE(m[0], 0.02, 1e-8, 0, "adamw m after step 2");
-    CHECK_CLOSE(v[0], 0.00031225, 1e-10, 0, "adamw v after step 2");
+    CHECK_CLOSE(m[0], 0.02, 0, 1e-6, "adamw m after step 2");
+    CHECK_CLOSE(v[0], 0.00031225, 0, 2e-5, "adamw v after step 2");
     CHECK_CLOSE(p[1], -2 * 0.999 * 0.999, 1e-6, 0, "adamw decoupled weight decay with zero gradient");
 }
 
