@@ -71,14 +71,17 @@ static void schema_check(void) {
             if (strncmp(g_keys[j].key, g_keys[i].key, L) == 0 && g_keys[j].key[L] == '.')
                 lola_die("config schema: %s is both a key and a section of %s", g_keys[i].key, g_keys[j].key);
         }
-        // Contiguity: if row i-1 and row i differ in directory, no row before i-1 may share i's.
+        // Contiguity (relative keys): if rows i-1 and i differ in directory, no earlier row of
+        // the section may be in i's directory.
         if (i > 0 && g_keys[i - 1].sec == g_keys[i].sec) {
-            size_t a = key_dir_len(g_keys[i - 1].key), b = key_dir_len(g_keys[i].key);
-            if (a != b || strncmp(g_keys[i - 1].key, g_keys[i].key, a) != 0) {
-                for (int j = 0; j < i - 1; j++)
-                    if (g_keys[j].sec == g_keys[i].sec && key_dir_len(g_keys[j].key) == b &&
-                        strncmp(g_keys[j].key, g_keys[i].key, b) == 0 && b > 0)
-                        lola_die("config schema: rows of %.*s are not contiguous", (int)b, g_keys[i].key);
+            const char *ka = g_keys[i - 1].row->key, *kb = r->key;
+            size_t a = key_dir_len(ka), b = key_dir_len(kb);
+            if (b > 0 && (a != b || strncmp(ka, kb, a) != 0)) {
+                for (int j = 0; j < i - 1; j++) {
+                    const char *kj = g_keys[j].row->key;
+                    if (g_keys[j].sec == g_keys[i].sec && key_dir_len(kj) == b && strncmp(kj, kb, b) == 0)
+                        lola_die("config schema: rows of %s.%.*s are not contiguous", g_keys[i].sec->name, (int)b, kb);
+                }
             }
         }
     }
@@ -828,18 +831,20 @@ static int has_yaml_ext(const char *s) {
 // configs/name; each as given, then with ".yaml" appended. 0 and the path in out, or -1 with the
 // list of tried paths in tried.
 static int resolve_include(const char *from, const char *name, char *out, size_t cap, char *tried, size_t tcap) {
-    char bases[3][CFG_PATH_LEN];
+    char bases[3][CFG_PATH_LEN + 8];
     int nb = 0;
     if (name[0] == '/') {
         bases[nb++][0] = '\0';
     } else {
         // directory of `from`
         const char *slash = strrchr(from, '/');
-        if (slash) snprintf(bases[nb++], CFG_PATH_LEN, "%.*s/", (int)(slash - from), from);
+        if (slash) snprintf(bases[nb++], sizeof bases[0], "%.*s/", (int)(slash - from), from);
         else bases[nb++][0] = '\0';
         // nearest enclosing directory named "configs"
         char dir[CFG_PATH_LEN];
-        snprintf(dir, sizeof dir, "%s", bases[0]);
+        size_t dl = strnlen(bases[0], sizeof dir - 1);
+        memcpy(dir, bases[0], dl);
+        dir[dl] = '\0';
         for (;;) {
             size_t L = strlen(dir);
             if (L && dir[L - 1] == '/') dir[--L] = '\0';
@@ -847,13 +852,13 @@ static int resolve_include(const char *from, const char *name, char *out, size_t
             const char *last = strrchr(dir, '/');
             const char *comp = last ? last + 1 : dir;
             if (!strcmp(comp, "configs")) {
-                snprintf(bases[nb++], CFG_PATH_LEN, "%s/", dir);
+                snprintf(bases[nb++], sizeof bases[0], "%s/", dir);
                 break;
             }
             if (!last) break;
             dir[last - dir] = '\0';
         }
-        snprintf(bases[nb++], CFG_PATH_LEN, "configs/");
+        snprintf(bases[nb++], sizeof bases[0], "configs/");
     }
     size_t to = 0;
     tried[0] = '\0';

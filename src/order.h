@@ -1,8 +1,9 @@
 // order.h: the shuffled sample stream shared by every training stage (DESIGN.md 5).
 //
 // Position p of the stream (p = 0, 1, 2, ...) belongs to pass p / N over a dataset of N samples;
-// pass k visits every sample once in the order of a Fisher-Yates permutation drawn from
-// rng_child(seed, k). The order is therefore a pure function of (seed, position): any rank, any
+// pass k visits every sample once in the order sampler_order(seed, k) (sampler.h: a
+// Fisher-Yates permutation drawn from rng_child(seed, k)); this module only caches the
+// current pass's permutation and maps positions. The order is therefore a pure function of (seed, position): any rank, any
 // rank count and any resume point see the same samples, and no state needs checkpointing.
 #ifndef LOLA_ORDER_H
 #define LOLA_ORDER_H

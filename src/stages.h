@@ -19,6 +19,8 @@ int stage_cache(const Config *cfg);
 int stage_train_dm(const Config *cfg);
 int stage_train_ns(const Config *cfg);
 int stage_eval(const Config *cfg);
+int stage_stats(const Config *cfg);
+int stage_pipeline(const Config *cfg);
 
 
 

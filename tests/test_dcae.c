@@ -513,6 +513,12 @@ static void test_modes(void) {
     float *a = to_host(y, n), *b = to_host(y2, n);
     CHECK(same(a, b, n) && !same(a, yh, n), "dcae_decode(noisy = 1) == decode(z + 0.01 N(0, I)) (rel. change %.3g)",
           rel_dist(a, yh, n));
+    // batch independence through a re-planned (smaller) arena: sample 0 alone == sample 0 of B = 2
+    dcae_forward(&m, x, 1, H, W, DCAE_EVAL, 0);
+    float *y1 = to_host(dcae_output(&m), n / 2);
+    double bi = fixture_budget(y1, ys[3], n / 2, 1e-6, 1e-5);
+    CHECK(bi <= 1.0, "eval output of sample 0 with B = 1 == with B = 2 (budget %.1f%% of 1e-6 + 1e-5 |y|)", 100 * bi);
+    free(y1);
     for (int i = 0; i < 6; i++) free(ys[i]);
     free(zs[0]), free(zh), free(yh), free(a), free(b), free(xh);
     nn_free(z), nn_free(y), nn_free(y2), nn_free(noise), nn_free(x);

@@ -10,7 +10,7 @@
 //     and for a label-free NS (learned (4, D) modulation);
 //   * a short AB sampler run of the tiny DM through emu_denoise_fn.
 // Tolerance rule for the parity checks: |c - ref| <= atol + rtol |ref| elementwise, with
-// rtol = 1e-3 and atol = 1e-4 * max|ref| of the tensor (+1e-9); the fraction of this budget
+// rtol = 2e-4 and atol = 2e-5 * max|ref| of the tensor (+1e-9); the fraction of this budget
 // used by the worst element is printed. The reference is float64, ours float32.
 #include <math.h>
 #include <stdio.h>
@@ -24,8 +24,8 @@
 #include "test.h"
 
 #define FIXTURE "tests/fixtures/vit_tiny.bin"
-#define RTOL 1e-3
-#define ATOL_REL 1e-4
+#define RTOL 2e-4
+#define ATOL_REL 2e-5
 
 static double max_abs(const float *a, size_t n) {
     double m = 0;
@@ -69,12 +69,10 @@ static void count_case(EmuKind kind, const char *arch, int C, int n_axes, const 
     uint64_t f = emu_param_count(&c);
     CHECK(f == expect, "param count %s formula = %llu (expect %llu)", what, (unsigned long long)f,
           (unsigned long long)expect);
-    if (strcmp(arch, "vit_pixel") != 0 || 1) { // the table is built without allocating (any patch)
-        Emulator m;
-        emu_build(&m, &c);
-        CHECK(m.table.total == expect, "param count %s table = %zu", what, m.table.total);
-        emu_destroy(&m);
-    }
+    Emulator m; // the table is built without allocating the parameters (any patch size)
+    emu_build(&m, &c);
+    CHECK(m.table.total == expect, "param count %s table = %zu", what, m.table.total);
+    emu_destroy(&m);
 }
 
 static void test_counts(void) {
@@ -125,11 +123,16 @@ static void test_flops_memory(void) {
     double me = emu_train_bytes_per_sample(&ce) / (1 << 20), mr = emu_train_bytes_per_sample(&cr) / (1 << 20);
     printf("  activation memory per training sample (%s backend, fp32): DM vit_large Euler %.1f MiB, RB %.1f MiB\n",
            nn_backend_name(), me, mr);
-    // Expected order: Euler ~ 16 blocks x (25 N D + H N^2) floats + scratch, N = 1280, D = 1024.
-    double rough = 4.0 * 16 * (25.0 * 1280 * 1024) / (1 << 20);
-    CHECK(me > rough && me < 2.5 * rough + 4.0 * 16 * 8.0 * 1280 * 1280 / (1 << 20),
-          "Euler memory per sample %.0f MiB is within the analytic range (> %.0f MiB)", me, rough);
-    CHECK(mr > 0.2 * me && mr < 0.3 * me, "RB/Euler memory ratio %.3f ~ N ratio 0.25", mr / me);
+    // Analytic: per block 26 N D floats (ln, y0, qkv, qkr, att, y1, f1, dropout mask, f3, f4, r
+    // and the block input) + the attention save, plus ~17 N D of stem and backward scratch.
+    const EmuConfig *cs[2] = {&ce, &cr};
+    double got[2] = {me, mr};
+    for (int i = 0; i < 2; i++) {
+        double N = vit_tokens(&cs[i]->vit), D = cs[i]->vit.hid_channels, H = cs[i]->vit.heads;
+        double est = 4.0 * (16 * (26 * N * D + (double)attention_save_floats(1, (int)N, (int)H)) + 17 * N * D) / (1 << 20);
+        CHECK(fabs(got[i] - est) <= 0.05 * est, "%s memory per sample %.0f MiB within 5%% of the analytic %.0f MiB",
+              i ? "RB" : "Euler", got[i], est);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,7 +283,7 @@ static void fd_check(Emulator *m, double (*loss)(void *), void *ctx, const float
     double lm = loss(ctx);
     nn_to_backend(m->params + off, &p0, 1);
     double fd = (lp - lm) / ((double)pp - (double)pm), an = g[off];
-    double tol = 3e-4 * fabs(an) + 2e-2 * fabs(an - 0) * 0 + 2e-2 * fabs(an) + 2e-5;
+    double tol = 2e-2 * fabs(an) + 2e-5;
     CHECK(fabs(fd - an) <= tol, "finite difference %s %s[%zu]: fd %.6g analytic %.6g (|diff| %.2g, tol %.2g)", what,
           row, idx, fd, an, fabs(fd - an), tol);
 }
