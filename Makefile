@@ -12,7 +12,7 @@
 # Dependencies are found the way HPC sites provide them: compiler wrappers (mpicc --showme,
 # h5pcc/h5cc) and pkg-config, then a compile+link probe. Nothing here knows a distribution's
 # paths. Every probe runs once per make invocation (:= variables). Any XXX_CFLAGS/XXX_LIBS given
-# on the command line or in the environment (MPI, HDF5, YAML, BLAS, PNG) replaces detection.
+# on the command line or in the environment (MPI, HDF5, YAML, BLAS, FFTW, PNG) replaces detection.
 #
 # Layout: src/*.c (but main.c) + mpi/*.c form the core; src/cpu/*.c is the CPU backend, cuda/*.cu
 # (and cuda/*.c) the CUDA backend. build/liblola.a = core + the chosen backend.
@@ -81,6 +81,7 @@ PROBE_HDF5_PAR := \043include <hdf5.h>\n\043ifndef H5_HAVE_PARALLEL\n\043error s
 PROBE_YAML := \043include <yaml.h>\nint main(void){return yaml_get_version_string() == 0;}\n
 PROBE_BLAS := \043include <cblas.h>\nint main(void){float a = 1, b = 1, c = 0; cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1); return 0;}\n
 PROBE_OPENBLAS := \043include <cblas.h>\nint main(void){float a = 1, b = 1, c = 0; cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1); return openblas_get_config() == 0;}\n
+PROBE_FFTW := \043include <fftw3.h>\nint main(void){return fftw_version[0] == 0;}\n
 PROBE_PNG := \043include <png.h>\nint main(void){return png_access_version_number() == 0;}\n
 PROBE_OMP := \043include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n
 PROBE_CUDNN := \043include <cudnn.h>\nint main(void){return cudnnGetVersion() == 0;}\n
@@ -155,33 +156,44 @@ HDF5_LIBS :=
 endif
 
 # ---------------------------------------------------------------------------------------------
-# libyaml (required): user flags, YAML_HOME (a prefix with include/ and lib*/), pkg-config
-# yaml-0.1, else a plain -lyaml probe.
-ifneq ($(call user_set,YAML_LIBS),)
-YAML_FROM := YAML_CFLAGS/YAML_LIBS
-YAML_OK := $(call try_link,PROBE_YAML,$(YAML_CFLAGS) $(YAML_LIBS))
-else ifneq ($(YAML_HOME),)
-YAML_LIBDIR := $(patsubst %/,%,$(dir $(firstword $(wildcard $(YAML_HOME)/lib/libyaml*.so* $(YAML_HOME)/lib64/libyaml*.so* $(YAML_HOME)/lib/*/libyaml*.so* $(YAML_HOME)/lib/libyaml*.a))))
-YAML_CFLAGS := -I$(YAML_HOME)/include
-YAML_LIBS := $(if $(YAML_LIBDIR),-L$(YAML_LIBDIR)) -lyaml
-YAML_FROM := YAML_HOME=$(YAML_HOME)
-YAML_OK := $(call try_link,PROBE_YAML,$(YAML_CFLAGS) $(YAML_LIBS))
-else ifneq ($(call pc_ok,yaml-0.1,PROBE_YAML,),)
-YAML_CFLAGS := $(shell $(PKG_CONFIG) --cflags yaml-0.1)
-YAML_LIBS := $(shell $(PKG_CONFIG) --libs yaml-0.1)
-YAML_FROM := pkg-config yaml-0.1
-YAML_OK := 1
+# Plain libraries (libyaml, FFTW, libpng): $(call find_lib,VAR,pkg-config name,-lname,PROBE_VAR).
+# Order: VAR_CFLAGS/VAR_LIBS given by the user; VAR_HOME (a prefix with include/ and lib*/, e.g.
+# a module's root or an unpacked Debian package); pkg-config; a plain -lname link probe.
+# Sets VAR_OK, VAR_CFLAGS, VAR_LIBS, VAR_FROM.
+define find_lib
+ifneq ($$(call user_set,$(1)_LIBS),)
+$(1)_FROM := $(1)_CFLAGS/$(1)_LIBS
+$(1)_OK := $$(call try_link,$(4),$$($(1)_CFLAGS) $$($(1)_LIBS))
+else ifneq ($$($(1)_HOME),)
+$(1)_LIBDIR := $$(patsubst %/,%,$$(dir $$(firstword $$(wildcard $$(foreach d,lib lib64 lib/*,$$($(1)_HOME)/$$(d)/lib$(patsubst -l%,%,$(3)).so* $$($(1)_HOME)/$$(d)/lib$(patsubst -l%,%,$(3)).a)))))
+$(1)_CFLAGS := -I$$($(1)_HOME)/include
+$(1)_LIBS := $$(if $$($(1)_LIBDIR),-L$$($(1)_LIBDIR)) $(3)
+$(1)_FROM := $(1)_HOME=$$($(1)_HOME)
+$(1)_OK := $$(if $$($(1)_LIBDIR),$$(call try_link,$(4),$$($(1)_CFLAGS) $$($(1)_LIBS)))
+else ifneq ($$(call pc_ok,$(2),$(4),),)
+$(1)_CFLAGS := $$(shell $$(PKG_CONFIG) --cflags $(2))
+$(1)_LIBS := $$(shell $$(PKG_CONFIG) --libs $(2))
+$(1)_FROM := pkg-config $(2)
+$(1)_OK := 1
 else
-YAML_CFLAGS :=
-YAML_LIBS := -lyaml
-YAML_FROM := probe -lyaml
-YAML_OK := $(call try_link,PROBE_YAML,$(YAML_CFLAGS) $(YAML_LIBS))
+$(1)_CFLAGS :=
+$(1)_LIBS := $(3)
+$(1)_FROM := probe $(3)
+$(1)_OK := $$(call try_link,$(4),$$($(1)_LIBS))
 endif
-ifeq ($(YAML_OK),)
-YAML_CFLAGS :=
-YAML_LIBS :=
-YAML_FROM := not found ($(YAML_FROM))
+ifeq ($$($(1)_OK),)
+$(1)_CFLAGS :=
+$(1)_LIBS :=
+$(1)_FROM := not found ($$(if $$($(1)_HOME),no lib$(patsubst -l%,%,$(3)) under $(1)_HOME=$$($(1)_HOME),pkg-config $(2); $(3)))
 endif
+endef
+
+# libyaml (required: configuration files).
+$(eval $(call find_lib,YAML,yaml-0.1,-lyaml,PROBE_YAML))
+# FFTW 3 (required: spectral metrics in evaluation, src/metrics.c).
+$(eval $(call find_lib,FFTW,fftw3,-lfftw3,PROBE_FFTW))
+# libpng (optional: PNG figures; -DLOLA_HAVE_PNG when found).
+$(eval $(call find_lib,PNG,libpng,-lpng,PROBE_PNG))
 
 # ---------------------------------------------------------------------------------------------
 # BLAS (required; OpenBLAS expected): user flags, pkg-config openblas, else a -lopenblas probe.
@@ -209,28 +221,6 @@ BLAS_FROM := not found ($(BLAS_FROM))
 endif
 
 # ---------------------------------------------------------------------------------------------
-# libpng (optional: PNG figures): user flags, pkg-config libpng, else a -lpng probe.
-ifneq ($(call user_set,PNG_LIBS),)
-PNG_FROM := PNG_CFLAGS/PNG_LIBS
-PNG_OK := $(call try_link,PROBE_PNG,$(PNG_CFLAGS) $(PNG_LIBS))
-else ifneq ($(call pc_ok,libpng,PROBE_PNG,),)
-PNG_CFLAGS := $(shell $(PKG_CONFIG) --cflags libpng)
-PNG_LIBS := $(shell $(PKG_CONFIG) --libs libpng)
-PNG_FROM := pkg-config libpng
-PNG_OK := 1
-else
-PNG_CFLAGS :=
-PNG_LIBS := -lpng
-PNG_FROM := probe -lpng
-PNG_OK := $(call try_link,PROBE_PNG,$(PNG_CFLAGS) $(PNG_LIBS))
-endif
-ifeq ($(PNG_OK),)
-PNG_CFLAGS :=
-PNG_LIBS :=
-PNG_FROM := not found ($(PNG_FROM))
-endif
-
-# ---------------------------------------------------------------------------------------------
 # OpenMP (optional but expected): probe -fopenmp.
 OMP_OK := $(call try_link,PROBE_OMP,-fopenmp)
 OMP_FLAGS := $(if $(OMP_OK),-fopenmp)
@@ -250,7 +240,12 @@ else
 NVCC := $(shell command -v nvcc 2>/dev/null)
 endif
 ifneq ($(NVCC),)
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+# The toolkit root: CUDA_HOME when nvcc came from there; else what nvcc itself reports (TOP=, which
+# sees through wrapper scripts such as /usr/local/bin/nvcc), else nvcc's parent directory.
+ifneq ($(and $(CUDA_HOME),$(filter $(NVCC),$(wildcard $(CUDA_HOME)/bin/nvcc))),)
+else
+CUDA_HOME := $(or $(realpath $(shell $(NVCC) --dryrun -E -x cu /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p' | head -1)),$(patsubst %/bin/nvcc,%,$(NVCC)))
+endif
 CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDA_HOME)/targets/x86_64-linux/lib))
 endif
 # The GPU query is skipped when both BACKEND and CUDA_ARCH are given.
@@ -307,7 +302,7 @@ $(error BACKEND=cuda needs nvcc: set CUDA_HOME or put nvcc on PATH (see INSTALL)
 endif
 
 # Required libraries missing (MPI, libpng, OpenMP and CUDA are optional).
-REQ_MISSING := $(strip $(if $(CC_OK),,C-compiler($(CC))) $(if $(HDF5_OK),,HDF5) $(if $(YAML_OK),,libyaml) $(if $(BLAS_OK),,BLAS))
+REQ_MISSING := $(strip $(if $(CC_OK),,C-compiler($(CC))) $(if $(HDF5_OK),,HDF5) $(if $(YAML_OK),,libyaml) $(if $(BLAS_OK),,BLAS) $(if $(FFTW_OK),,FFTW))
 endif # LOLA_NO_PROBE
 
 # ---------------------------------------------------------------------------------------------
@@ -324,8 +319,8 @@ NVCC_ALL = $(NVCC_FLAGS) -arch=$(CUDA_ARCH) $(DEFS) $(CUDA_DEFS) -Isrc -Impi -Ic
 
 # MPI flags: when MPI is used, or when the HDF5 headers/library are a parallel build.
 LINK_MPI := $(or $(USE_MPI),$(HDF5_IS_PAR))
-DEP_CFLAGS := -Isrc -Impi $(if $(LINK_MPI),$(MPI_CFLAGS)) $(HDF5_CFLAGS) $(YAML_CFLAGS) $(BLAS_CFLAGS) $(PNG_CFLAGS)
-DEP_LIBS := $(HDF5_LIBS) $(YAML_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(if $(LINK_MPI),$(MPI_LIBS))
+DEP_CFLAGS := -Isrc -Impi $(if $(LINK_MPI),$(MPI_CFLAGS)) $(HDF5_CFLAGS) $(YAML_CFLAGS) $(BLAS_CFLAGS) $(FFTW_CFLAGS) $(PNG_CFLAGS)
+DEP_LIBS := $(HDF5_LIBS) $(YAML_LIBS) $(BLAS_LIBS) $(FFTW_LIBS) $(PNG_LIBS) $(if $(LINK_MPI),$(MPI_LIBS))
 ifeq ($(BACKEND),cuda)
 ALL_CFLAGS := $(call uniq,$(CFLAGS) $(OMP_FLAGS) $(DEFS) $(CUDA_DEFS) $(DEP_CFLAGS) $(CUDA_CFLAGS))
 ALL_LIBS := $(strip $(DEP_LIBS) $(CUDA_LIBS) $(OMP_FLAGS) -lm)
@@ -368,13 +363,14 @@ all: $(BUILD)/lola $(TOOLS)
 
 # ---------------------------------------------------------------------------------------------
 # The found/missing table
-row = @printf '  %s %-10s %-34s %s\n' $(if $(1),✓,✗) $(call shq,$(2)) $(call shq,$(3)) $(call shq,$(4))
+row = +@printf '  %s %-10s %-34s %s\n' $(if $(1),✓,✗) $(call shq,$(2)) $(call shq,$(3)) $(call shq,$(4))
 CC_VERSION = $(notdir $(CC)) $(shell $(CC) -dumpfullversion -dumpversion 2>/dev/null)
 MPI_VERSION = $(call cpp_value,mpi.h,\n\043if defined(OMPI_MAJOR_VERSION)\nLOLA_V Open MPI OMPI_MAJOR_VERSION.OMPI_MINOR_VERSION.OMPI_RELEASE_VERSION\n\043elif defined(MPICH_VERSION)\nLOLA_V MPICH MPICH_VERSION\n\043else\nLOLA_V MPI MPI_VERSION.MPI_SUBVERSION\n\043endif,$(MPI_CFLAGS))
 HDF5_VERSION = $(call cpp_value,hdf5.h,H5_VERS_MAJOR.H5_VERS_MINOR.H5_VERS_RELEASE,$(HDF5_CFLAGS) $(MPI_CFLAGS))
 # yaml.h has no version macros: pkg-config's, else just "found".
 YAML_VERSION = $(or $(shell $(PKG_CONFIG) --modversion yaml-0.1 2>/dev/null),found)
 BLAS_VERSION = $(if $(BLAS_IS_OPENBLAS),$(call cpp_value,cblas.h,OPENBLAS_VERSION,$(BLAS_CFLAGS)),CBLAS)
+FFTW_VERSION = $(or $(shell $(PKG_CONFIG) --modversion fftw3 2>/dev/null),found)
 PNG_VERSION = $(call cpp_value,png.h,PNG_LIBPNG_VER_STRING,$(PNG_CFLAGS))
 OMP_VERSION = $(call cpp_value,omp.h,_OPENMP,-fopenmp)
 NVCC_VERSION = $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/CUDA \1/p')
@@ -382,23 +378,25 @@ CUDNN_VERSION = $(call cpp_value,cudnn.h,CUDNN_MAJOR.CUDNN_MINOR.CUDNN_PATCHLEVE
 NCCL_VERSION = $(call cpp_value,nccl.h,NCCL_MAJOR.NCCL_MINOR.NCCL_PATCH,$(NCCL_CFLAGS) $(CUDA_INC))
 H5_WRAPPER_NOTE = $(if $(H5_WRAPPER),; $(H5_WRAPPER) -showconfig: parallel $(or $(H5_SHOWCONFIG_PAR),?))
 
+# The table; `+` runs it under `make -n` too.
 config:
-	@echo "lola-c build configuration ($(BUILD)/)"
+	+@echo "lola-c build configuration ($(BUILD)/)"
 	$(call row,$(CC_OK),C compiler,$(CC_VERSION),CC=$(CC))
 	$(call row,$(USE_MPI),MPI,$(if $(MPI_OK),$(MPI_VERSION)$(if $(USE_MPI),, - not used (MPI=0)),not found: serial build (optional)),$(MPI_FROM))
 	$(call row,$(HDF5_OK),HDF5,$(if $(HDF5_OK),$(HDF5_VERSION) $(if $(HDF5_IS_PAR),parallel$(if $(USE_MPI),, (used serially: no MPI)),serial),REQUIRED),$(HDF5_FROM)$(H5_WRAPPER_NOTE))
 	$(call row,$(YAML_OK),libyaml,$(if $(YAML_OK),$(YAML_VERSION),REQUIRED),$(YAML_FROM))
 	$(call row,$(BLAS_OK),BLAS,$(if $(BLAS_OK),$(BLAS_VERSION),REQUIRED (OpenBLAS)),$(BLAS_FROM))
+	$(call row,$(FFTW_OK),FFTW,$(if $(FFTW_OK),$(FFTW_VERSION),REQUIRED),$(FFTW_FROM))
 	$(call row,$(PNG_OK),libpng,$(if $(PNG_OK),$(PNG_VERSION),not found: no PNG figures (optional)),$(PNG_FROM))
 	$(call row,$(OMP_OK),OpenMP,$(if $(OMP_OK),$(OMP_VERSION),not found: single-threaded CPU ops),-fopenmp)
 	$(call row,$(NVCC),nvcc,$(if $(NVCC),$(NVCC_VERSION),not found: CPU backend only),$(NVCC_NOTE)$(or $(NVCC),CUDA_HOME / PATH))
 	$(call row,$(GPU_OK),GPU,$(if $(GPU_OK),$(GPU_INFO),$(if $(NVCC),$(or $(GPU_INFO),none (nvidia-smi -L failed)),not probed (no nvcc))),CUDA_ARCH=$(CUDA_ARCH))
 	$(call row,$(CUDNN_OK),cuDNN,$(if $(CUDNN_OK),$(CUDNN_VERSION),$(if $(NVCC),not found,not probed (no nvcc))),$(if $(CUDNN_HOME),CUDNN_HOME=$(CUDNN_HOME),CUDA_HOME / compiler paths))
 	$(call row,$(NCCL_OK),NCCL,$(if $(NCCL_OK),$(NCCL_VERSION),$(if $(NVCC),not found: single GPU only,not probed (no nvcc))),$(if $(NCCL_HOME),NCCL_HOME=$(NCCL_HOME),CUDA_HOME / compiler paths))
-	@printf '  backend: %s (%s)%s\n' $(call shq,$(BACKEND)) $(call shq,$(BACKEND_WHY)) $(call shq,$(if $(NVCC),$(if $(filter cpu,$(BACKEND)),; make test also compiles cuda/ for $(CUDA_ARCH) (cuda-check)),))
-	@printf '  %-8s %s\n' CC $(call shq,$(CC)) CFLAGS $(call shq,$(ALL_CFLAGS)) LIBS $(call shq,$(ALL_LIBS)) LDFLAGS $(call shq,$(ALL_LDFLAGS))
-	$(if $(NVCC),@printf '  %-8s %s\n' NVCC $(call shq,$(NVCC) $(NVCC_ALL)))
-	$(if $(REQ_MISSING),@echo "  missing required: $(REQ_MISSING) -> run 'make deps' (or see INSTALL)")
+	+@printf '  backend: %s (%s)%s\n' $(call shq,$(BACKEND)) $(call shq,$(BACKEND_WHY)) $(call shq,$(if $(NVCC),$(if $(filter cpu,$(BACKEND)),; make test also compiles cuda/ for $(CUDA_ARCH) (cuda-check)),))
+	+@printf '  %-8s %s\n' CC $(call shq,$(CC)) CFLAGS $(call shq,$(ALL_CFLAGS)) LIBS $(call shq,$(ALL_LIBS)) LDFLAGS $(call shq,$(ALL_LDFLAGS))
+	$(if $(NVCC),+@printf '  %-8s %s\n' NVCC $(call shq,$(NVCC) $(NVCC_ALL)))
+	$(if $(REQ_MISSING),+@echo "  missing required: $(REQ_MISSING) -> run 'make deps' (or see INSTALL)")
 
 # Rewritten (atomically) only when CONFIG_SIG changes; every object depends on it.
 $(STAMP): FORCE | $(if $(PRINT_TABLE),config)
@@ -501,7 +499,7 @@ endif
 # ---------------------------------------------------------------------------------------------
 # test / demo: pull in missing required dependencies first (make deps), then re-run make.
 DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-            libyaml-dev libopenblas-dev libpng-dev python3 python3-numpy python3-h5py
+            libyaml-dev libopenblas-dev libfftw3-dev libpng-dev python3 python3-numpy python3-h5py
 
 ifneq ($(REQ_MISSING),)
 ifeq ($(LOLA_DEPS_RETRY),)
@@ -534,7 +532,7 @@ deps:
 	else \
 	  echo "make deps: cannot install here (needs root and apt-get). Install:"; \
 	  echo "  Debian/Ubuntu:  sudo apt-get install $(DEB_PKGS)"; \
-	  echo "  HPC (Lmod):     module load gcc openmpi hdf5/parallel openblas   (+ cuda cudnn nccl for GPUs)"; \
+	  echo "  HPC (Lmod):     module load gcc openmpi hdf5/parallel openblas fftw   (+ cuda cudnn nccl for GPUs)"; \
 	  echo "                  libyaml: module load libyaml, or build it and set YAML_HOME=<prefix>"; \
 	  echo "  then run make again; see INSTALL."; \
 	  exit 1; \
@@ -545,8 +543,8 @@ clean:
 
 help:
 	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
-	@echo "Variables: BACKEND=cpu|cuda CUDA_ARCH=sm_90a CC MPICC MPI=0 CUDA_HOME CUDNN_HOME NCCL_HOME YAML_HOME"
-	@echo "           XXX_CFLAGS/XXX_LIBS (XXX = MPI HDF5 YAML BLAS PNG) OPT CFLAGS NVCC_FLAGS BUILD V=1"
+	@echo "Variables: BACKEND=cpu|cuda CUDA_ARCH=sm_90a CC MPICC MPI=0 CUDA_HOME CUDNN_HOME NCCL_HOME YAML_HOME FFTW_HOME PNG_HOME"
+	@echo "           XXX_CFLAGS/XXX_LIBS (XXX = MPI HDF5 YAML BLAS FFTW PNG) OPT CFLAGS NVCC_FLAGS BUILD V=1"
 
 # `make print-VAR` prints a variable's final value (scripts and tests use it).
 print-%:

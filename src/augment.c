@@ -173,13 +173,34 @@ void augment_label(const AugPlan *p, const WellSplit *s, int file, int64_t traj,
         for (int e = 0; e < 2; e++) label[n++] = (float)(p ? p->bc[d][e] : s->files[file].bc[d][e]);
 }
 
-// Row kernel: dst[i] = sign * src[tab[i] * ncomp] for i < n (src already offset to the row base and
-// the component). Then the transform runs in place on dst (hot in L1).
-static void gather_row(const float *src, const int64_t *tab, int64_t n, int ncomp, float *dst) {
-    if (ncomp == 1)
-        for (int64_t i = 0; i < n; i++) dst[i] = src[tab[i]];
-    else
-        for (int64_t i = 0; i < n; i++) dst[i] = src[tab[i] * ncomp];
+// Gathers one output frame of one channel (no sign, no transform): dst[q] = src[in(q) * ncomp]
+// where in(q) = sum_j tab[j][i_j]. The last two output axes are walked in 64x64 tiles so a
+// transposed read (permute) stays in cache; leading axes (3-D) are an outer loop.
+static void gather_frame(const float *src, int64_t *const *tab, const int64_t *n, int D, int ncomp, float *dst) {
+    enum { TB = 64 };
+    if (D == 1) {
+        for (int64_t i = 0; i < n[0]; i++) dst[i] = src[tab[0][i] * ncomp];
+        return;
+    }
+    const int64_t na = n[D - 2], nb = n[D - 1];
+    const int64_t *ta = tab[D - 2], *tb = tab[D - 1];
+    const int64_t planes = D == 3 ? n[0] : 1;
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *sp = src + (D == 3 ? tab[0][pl] * ncomp : 0);
+        float *dp = dst + pl * na * nb;
+        for (int64_t i0 = 0; i0 < na; i0 += TB)
+            for (int64_t j0 = 0; j0 < nb; j0 += TB) {
+                const int64_t i1 = i0 + TB < na ? i0 + TB : na, j1 = j0 + TB < nb ? j0 + TB : nb;
+                for (int64_t i = i0; i < i1; i++) {
+                    const float *row = sp + ta[i] * ncomp;
+                    float *d = dp + i * nb;
+                    if (ncomp == 1)
+                        for (int64_t j = j0; j < j1; j++) d[j] = row[tb[j]];
+                    else
+                        for (int64_t j = j0; j < j1; j++) d[j] = row[tb[j] * ncomp];
+                }
+            }
+    }
 }
 
 void augment_gather(const AugPlan *p, const Preprocess *pre, const WellSplit *s, const float *raw,
@@ -241,22 +262,22 @@ void augment_gather(const AugPlan *p, const Preprocess *pre, const WellSplit *s,
             for (int l = 0; l < nframes; l++) {
                 const float *src = raw + fbase + (int64_t)l * P * ncomp + src_k;
                 float *dst = out + (int64_t)l * frame_stride + (int64_t)c * chan_stride;
-                for (int64_t r = 0; r < rows; r++) {
-                    // base offset of this output row in the input, from the leading output axes
-                    int64_t base = 0, rr = r;
-                    for (int j = last - 1; j >= 0; j--) {
-                        base += tab[j][rr % p->shape[j]];
-                        rr /= p->shape[j];
-                    }
-                    float *drow = dst + r * nl;
-                    if (contiguous_rows && ncomp == 1) {
-                        // runs [roff, nl) then [0, roff) of the input row
+                if (contiguous_rows && ncomp == 1) {
+                    // each output row is two contiguous runs of an input row: one fused pass
+                    for (int64_t r = 0; r < rows; r++) {
+                        int64_t base = 0, rr = r;
+                        for (int j = last - 1; j >= 0; j--) {
+                            base += tab[j][rr % p->shape[j]];
+                            rr /= p->shape[j];
+                        }
+                        float *drow = dst + r * nl;
                         preprocess_channel(pre, c, sign, src + base + roff, drow, nl - roff);
                         if (roff) preprocess_channel(pre, c, sign, src + base, drow + (nl - roff), roff);
-                    } else {
-                        gather_row(src + base * ncomp, tab[last], nl, ncomp, drow);
-                        preprocess_channel(pre, c, sign, drow, drow, nl);
                     }
+                } else {
+                    // gather the frame (tiled), then sign + transform in place while it is in cache
+                    gather_frame(src, tab, p->shape, D, ncomp, dst);
+                    preprocess_channel(pre, c, sign, dst, dst, P);
                 }
             }
         }

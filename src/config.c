@@ -195,6 +195,13 @@ static void suggest(const char *full, char *out, size_t cap) {
             const char *kl = strrchr(g_keys[i].key, '.');
             if (strcmp(kl + 1, last) == 0) strcpy(found[nfound++], g_keys[i].key);
         }
+        // A section for one stage ("optim" -> "ae_optim", "dm_optim", "ns_optim").
+        size_t L = strlen(full);
+        for (int s = 0; s < cfg_nsections && nfound < 3 && !strchr(full, '.'); s++) {
+            const char *n = cfg_sections[s].name;
+            size_t N = strlen(n);
+            if (N > L + 1 && n[N - L - 1] == '_' && strcmp(n + N - L, full) == 0) strcpy(found[nfound++], n);
+        }
     }
     out[0] = '\0';
     if (nfound == 0) return;
@@ -385,6 +392,8 @@ static int check_range(ConfigError *e, Where w, const char *key, const CfgRow *r
     char rt[96], xs[40];
     range_text(r, is_int, rt, sizeof rt);
     if (isnan(x)) return err_at(e, w, key, NULL, ".nan is not allowed (expected a number in %s)", rt);
+    if (isinf(x) && !isinf(r->lo) && !isinf(r->hi))
+        return err_at(e, w, key, NULL, "%s is not allowed (expected a finite number in %s)", x < 0 ? "-.inf" : ".inf", rt);
     fmt_num(x, is_int, xs, sizeof xs);
     return err_at(e, w, key, NULL, "%s is out of range %s", xs, rt);
 }
@@ -454,7 +463,8 @@ static int parse_bool(ConfigError *e, Where w, const char *key, Scalar v, int *o
                 return err_at(e, w, key, "YAML 1.1 booleans (yes/no/on/off/y/n) are not accepted",
                               "'%s' is not a boolean: use true or false", v.s);
     }
-    return err_at(e, w, key, NULL, "expected true or false, got %s'%s'", v.quoted ? "the quoted string " : "", v.s);
+    if (v.quoted) return err_at(e, w, key, NULL, "expected true or false, got the quoted string \"%s\"", v.s);
+    return err_at(e, w, key, NULL, "expected true or false, got '%s'", v.s);
 }
 
 static int parse_str(ConfigError *e, Where w, const char *key, Scalar v, char *buf, size_t cap) {
@@ -722,8 +732,10 @@ static int parse_yaml(ConfigError *e, const char *file, int fixed_line, const ch
             char ctx[256] = "";
             if (parser.context)
                 snprintf(ctx, sizeof ctx, " (%s, line %d)", parser.context, (int)parser.context_mark.line + 1);
-            err_at(e, w, key, "is this a YAML config file?", "YAML syntax error at column %d: %s%s", col,
-                   parser.problem ? parser.problem : "unknown error", ctx);
+            err_at(e, w, key,
+                   fixed_line ? "values are YAML: lists [1, 2], maps '{5: 8}', quotes for text with , [ ] { } :"
+                              : "is this a YAML config file?",
+                   "YAML syntax error at column %d: %s%s", col, parser.problem ? parser.problem : "unknown error", ctx);
         }
         yaml_parser_delete(&parser);
         return -1;
@@ -1347,9 +1359,20 @@ static void write_float(FILE *f, double x) {
         fputs(x < 0 ? "-.inf" : ".inf", f);
         return;
     }
+    // Shortest text that reads back exactly, spelled so that YAML 1.1 readers (PyYAML) also see a
+    // float: a '.' in the mantissa, a signed exponent (1000.0, 0.001, 1.0e-05).
     char buf[64];
-    shortest(x, buf, sizeof buf - 2);
-    if (!strpbrk(buf, ".e")) strcat(buf, ".0");
+    if (x == floor(x) && fabs(x) < 1e16) {
+        snprintf(buf, sizeof buf, "%.1f", x);
+    } else {
+        shortest(x, buf, sizeof buf - 4);
+        char *e = strchr(buf, 'e');
+        if (e && !memchr(buf, '.', (size_t)(e - buf))) {
+            memmove(e + 2, e, strlen(e) + 1);
+            e[0] = '.';
+            e[1] = '0';
+        }
+    }
     fputs(buf, f);
 }
 

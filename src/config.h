@@ -84,7 +84,7 @@ extern "C" {
 // ---------------------------------------------------------------------------------------------
 // Enums. X(id, "yaml spelling"); the order is the numeric value. Where another header has the
 // same list, the order matches it so a cast converts (tested in tests/test_config.c):
-// CfgSaturation == nn.h SAT_*, CfgOptimizer == optim.h OptimKind, CfgLrScheduler == SchedKind.
+// CfgSaturation == nn.h SAT_*, CfgOptimizer == optim.h OptimKind, CfgLrScheduler == LrSchedule.
 #define CFG_TRANSFORM_LIST(X) X(CFG_TF_NONE, "none") X(CFG_TF_LOG, "log") X(CFG_TF_LOG_EPS, "log_eps") \
     X(CFG_TF_LOG1P, "log1p") X(CFG_TF_ARCSINH, "arcsinh")
 #define CFG_AUGMENT_LIST(X) X(CFG_AUG_FLIP, "random_axis_flip") X(CFG_AUG_PERMUTE, "random_axis_permute") \

@@ -226,9 +226,22 @@ int main(int argc, char **argv) {
     } else if (!config) {
         rc = cmd->fn(NULL, n_pos, pos);
     } else {
+        // Every rank loads the config; if any rank fails, exactly one (the lowest failing rank)
+        // prints "error: file:line: key: what is wrong" and all ranks exit 1 together (no rank
+        // is left in a collective, no MPI_Abort banner for a typo).
         Config *cfg = LOLA_NEW(Config, 1);
-        config_load(cfg, config, n_over, over); // dies with "file:line: key: what is wrong"
-        rc = cmd->fn(cfg, n_pos, pos);
+        ConfigError err;
+        int bad = config_load_ex(cfg, config, n_over, over, &err) != 0;
+        int first = dist_allreduce_min_int(bad ? dist_rank() : dist_size());
+        if (first < dist_size()) {
+            if (bad && dist_rank() == first) {
+                fprintf(stderr, "error: %s\n", err.text);
+                if (err.hint[0]) fprintf(stderr, "HINT: %s\n", err.hint);
+            }
+            rc = 1;
+        } else {
+            rc = cmd->fn(cfg, n_pos, pos);
+        }
         free(cfg);
     }
     for (int i = 0; i < n_over; i++) free(over[i]);

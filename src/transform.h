@@ -40,6 +40,10 @@ const char *transform_name(int kind);
 void preprocess_init(Preprocess *p, int C, const int *kinds, const float *mean, int n_mean,
                      const float *std, int n_std, const char *what);
 
+// The float32 log1p / log used by the transforms (< 1 ulp; libm for non-positive, inf, nan).
+float transform_fast_log1pf(float x);
+float transform_fast_logf(float x);
+
 // Single values (channel c) — the reference definitions used by every array path.
 float preprocess_value(const Preprocess *p, int c, float x);
 float postprocess_value(const Preprocess *p, int c, float y);

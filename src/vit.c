@@ -423,7 +423,7 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
     if (!a || !a->train || !a->have_forward || a->B != B)
         lola_die("vit_backward: needs a preceding vit_forward with batch %d on an arena reserved with train = 1", B);
     const float *P = params;
-    float *G = grads;
+    float *G = grads; // the parameter offsets index the gradient buffer too
     int N = v->N, D = c->hid_channels, H = c->heads, dh = D / H, M = c->mod_features, S = c->spatial;
     int FD = c->ffn_factor * D, Ct = c->in_channels + c->cond_channels, Co = c->out_channels;
     int BN = B * N, H2 = D / 2;
@@ -439,7 +439,6 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
 
     for (int l = c->hid_blocks - 1; l >= 0; l--) {
         const ViTBlockParams *w = &v->blk[l];
-        const ViTBlockParams *gw = w; // same offsets index the gradient buffer
         BlockActs *k = &a->blk[l];
         const float *xin = a->xs + (size_t)l * BND;
         const float *ma = k->ada, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
@@ -451,7 +450,7 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         // r = (x + c f4)/sqrt(1 + c^2): dx -> g1, df4 -> gt, dc +=
         gated_residual_backward(g1, a->gt, dada + 2 * D, a->gr, xin, k->f4, mc, B, N, D, 4 * D);
         // FFN
-        linear_backward(a->F1, G + gw->f3_w, G + gw->f3_b, a->gt, k->f3, P + w->f3_w, BN, FD, D); // df3
+        linear_backward(a->F1, G + w->f3_w, G + w->f3_b, a->gt, k->f3, P + w->f3_w, BN, FD, D); // df3
         float *df1;
         if (a->dropout_on) {
             dropout_backward(a->F2, a->F1, k->dmask, (size_t)BN * FD); // d(silu out)
@@ -461,15 +460,15 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
             silu_backward(a->F2, a->F1, k->f1, (size_t)BN * FD);
             df1 = a->F2;
         }
-        linear_backward(a->gy1, G + gw->f0_w, G + gw->f0_b, df1, k->y1, P + w->f0_w, BN, D, FD); // dy1
+        linear_backward(a->gy1, G + w->f0_w, G + w->f0_b, df1, k->y1, P + w->f0_w, BN, D, FD); // dy1
         // y1 = y0 + y_proj(att): dy0 = dy1 + (MSA path)
-        linear_backward(a->gt, G + gw->y_w, G + gw->y_b, a->gy1, k->att, P + w->y_w, BN, D, D); // datt
+        linear_backward(a->gt, G + w->y_w, G + w->y_b, a->gy1, k->att, P + w->y_w, BN, D, D); // datt
         float *dqkr = a->F2, *dqkv = a->F1; // both free now (3D <= FD or sized max(FD, 3D))
         attention_backward(dqkr, a->gt, k->qkr, k->att, k->asave, B, N, H, dh);
         if (c->rope) nn_zero(a->dangle, (size_t)N * H2);
         qk_norm_rope_backward(dqkv, c->rope ? a->dangle : NULL, dqkr, k->qkv, k->qrstd, k->angle, B, N, H, dh,
                               c->qk_norm, c->rope);
-        linear_backward(a->gr, G + gw->qkv_w, NULL, dqkv, k->y0, P + w->qkv_w, BN, D, 3 * D);
+        linear_backward(a->gr, G + w->qkv_w, NULL, dqkv, k->y0, P + w->qkv_w, BN, D, 3 * D);
         nn_add(a->gy1, a->gy1, a->gr, BND); // dy0
         // y0 = (1 + a) LN(x) + b
         modulate_backward(a->gr, dada, dada + D, a->gy1, k->ln, ma, B, N, D, 4 * D); // dln
@@ -481,17 +480,17 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
             nn_zero(a->dthT, (size_t)S * H2);
             linear_backward(NULL, a->dthT, NULL, a->dangle, a->coo, a->thetaT, N, S, H2);
             transpose_bcn(a->dth, a->dthT, 1, H2, S);
-            nn_axpy(G + gw->theta, 1.0f, a->dth, (size_t)S * H2);
+            nn_axpy(G + w->theta, 1.0f, a->dth, (size_t)S * H2);
         }
         // modulation MLP
         if (M > 0) {
-            linear_backward(a->dh1s, G + gw->ada2_w, G + gw->ada2_b, dada, k->h1s, P + w->ada2_w, B, M, 4 * D);
+            linear_backward(a->dh1s, G + w->ada2_w, G + w->ada2_b, dada, k->h1s, P + w->ada2_w, B, M, 4 * D);
             silu_backward(a->dh1, a->dh1s, k->h1, (size_t)B * M);
-            linear_backward(dmod ? a->dmodb : NULL, G + gw->ada0_w, G + gw->ada0_b, a->dh1, a->mod_in,
+            linear_backward(dmod ? a->dmodb : NULL, G + w->ada0_w, G + w->ada0_b, a->dh1, a->mod_in,
                             P + w->ada0_w, B, M, M);
             if (dmod) nn_add(dmod, dmod, a->dmodb, (size_t)B * M);
         } else {
-            for (int b = 0; b < B; b++) nn_axpy(G + gw->ada, 1.0f, dada + (size_t)b * 4 * D, (size_t)4 * D);
+            for (int b = 0; b < B; b++) nn_axpy(G + w->ada, 1.0f, dada + (size_t)b * 4 * D, (size_t)4 * D);
         }
         float *t = g0;
         g0 = g1;

@@ -642,10 +642,12 @@ static hid_t open_h5(const char *path, int mpio) {
     (void)mpio;
 #endif
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (fid < 0)
+    if (fid < 0) {
+        const char *m = h5_msg(); // before any other HDF5 call resets the error stack
         lola_die_hint("check that the file is complete (re-download or re-generate it) and is an HDF5 file",
-                      "cannot open %s as HDF5 (truncated, corrupt or not HDF5): %s", path, h5_msg());
+                      "cannot open %s as HDF5 (truncated, corrupt or not HDF5): %s", path, m);
+    }
+    H5Pclose(fapl);
     return fid;
 }
 

@@ -228,7 +228,64 @@ def bad(root, case):
 
 CASES = ["empty", "truncated", "resolution", "dataset_name", "nonfinite", "missing_group", "missing_attr", "wrong_rank", "ntraj"]
 
+def bench(root, res, n_traj, frames, n_files):
+    """A larger Euler-like set with random values (numpy, fast) for tools/bench-reader."""
+    rng = np.random.default_rng(0)
+    for bc in ("openBC", "periodicBC"):
+        for i in range(n_files):
+            name = f"euler_multi_quadrants_{bc}"
+            path = f"{root}/{name}/data/train/{name}_gamma_1.{i}_bench.hdf5"
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            kind, tag = ("OPEN", "open") if bc == "openBC" else ("PERIODIC", "periodic")
+            with h5py.File(path, "w") as f:
+                f.attrs["dataset_name"] = name
+                f.attrs["grid_type"] = "cartesian"
+                f.attrs["n_spatial_dims"] = 2
+                f.attrs["n_trajectories"] = n_traj
+                f.attrs["simulation_parameters"] = ["gamma"]
+                f.attrs["gamma"] = 1.0 + i / 10
+                dg = f.create_group("dimensions")
+                dg.attrs["spatial_dims"] = ["x", "y"]
+                t = dg.create_dataset("time", data=np.arange(frames, dtype=np.float32))
+                bool_attr(t, "sample_varying", False)
+                bool_attr(t, "time_varying", True)
+                for d in "xy":
+                    x = dg.create_dataset(d, data=np.arange(res, dtype=np.float32))
+                    bool_attr(x, "sample_varying", False)
+                    bool_attr(x, "time_varying", False)
+                bg = f.create_group("boundary_conditions")
+                for d in "xy":
+                    g = bg.create_group(f"{d}_{tag}")
+                    g.attrs["associated_dims"] = [d]
+                    g.attrs["associated_fields"] = []
+                    g.attrs["bc_type"] = kind
+                    bool_attr(g, "sample_varying", False)
+                    bool_attr(g, "time_varying", False)
+                    m = np.zeros(res, np.bool_)
+                    m[0] = m[-1] = True
+                    g.create_dataset("mask", data=m)
+                sg = f.create_group("scalars")
+                sg.attrs["field_names"] = ["gamma"]
+                ds = sg.create_dataset("gamma", data=np.float64(1.0 + i / 10))
+                bool_attr(ds, "sample_varying", False)
+                bool_attr(ds, "time_varying", False)
+                for order, names in enumerate((EULER_T0, ["momentum"], [])):
+                    g = f.create_group(f"t{order}_fields")
+                    g.attrs["field_names"] = names
+                    for nm in names:
+                        shape = (n_traj, frames, res, res) + (2,) * order
+                        ds = g.create_dataset(nm, shape=shape, dtype=np.float32)
+                        for b in range(n_traj):
+                            ds[b] = rng.random(shape[1:], dtype=np.float32) + (0.1 if order == 0 else -0.5)
+                        bool_attr(ds, "time_varying", True)
+                        bool_attr(ds, "sample_varying", True)
+                        bool_attr(ds, "dim_varying", [True, True])
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--bench":  # --bench ROOT RES TRAJ FRAMES FILES
+        bench(sys.argv[2], *[int(a) for a in sys.argv[3:7]])
+        sys.exit(0)
     out = sys.argv[1]
     good(f"{out}/good")
     for c in CASES:

@@ -523,6 +523,97 @@ static void test_init(const TinyCfg *t) {
     emu_destroy(&m);
 }
 
+// The ViT alone: input gradients dx and dmod of L = sum(out * w) against finite differences
+// (dx is not used by training but serves guidance/VJP users; dmod feeds the embeddings).
+typedef struct {
+    ViT *v;
+    float *params, *out, *x, *cond, *mod, *w;
+    int B;
+    size_t nout;
+} VitCase;
+
+static double vit_case_loss(VitCase *c) {
+    vit_forward(c->v, c->params, c->out, c->x, c->cond, c->mod, c->B, 0, 0);
+    float *o = to_host(c->out, c->nout), *w = to_host(c->w, c->nout);
+    double s = 0;
+    for (size_t i = 0; i < c->nout; i++) s += (double)o[i] * w[i];
+    free(o);
+    free(w);
+    return s;
+}
+
+static void fd_input(VitCase *c, float *buf, size_t idx, double g, const char *what) {
+    float v0, vp, vm;
+    nn_to_host(&v0, buf + idx, 1);
+    vp = v0 + 1e-2f;
+    vm = v0 - 1e-2f;
+    nn_to_backend(buf + idx, &vp, 1);
+    double lp = vit_case_loss(c);
+    nn_to_backend(buf + idx, &vm, 1);
+    double lm = vit_case_loss(c);
+    nn_to_backend(buf + idx, &v0, 1);
+    double fd = (lp - lm) / ((double)vp - vm), tol = 2e-2 * fabs(g) + 1e-4;
+    CHECK(fabs(fd - g) <= tol, "finite difference ViT %s[%zu]: fd %.6g analytic %.6g", what, idx, fd, g);
+}
+
+static void test_vit_inputs(void) {
+    ViTConfig c;
+    memset(&c, 0, sizeof c);
+    c.spatial = 3;
+    c.shape[0] = 3, c.shape[1] = 4, c.shape[2] = 2;
+    c.patch[0] = c.patch[1] = c.patch[2] = 1;
+    c.in_channels = 2, c.cond_channels = 1, c.out_channels = 3;
+    c.hid_channels = 16, c.hid_blocks = 2, c.heads = 2, c.ffn_factor = 4, c.mod_features = 8;
+    c.qk_norm = 1, c.rope = 1;
+    ParamTable t = {0};
+    ViT v;
+    vit_build(&v, &c, &t, "");
+    CHECK(t.total == vit_param_count(&c) && v.first == 0 && v.count == t.total, "bare ViT table: %zu parameters", t.total);
+    float *host = (float *)calloc(t.total, sizeof(float));
+    Rng r = rng_seed(5);
+    ptable_init(&t, host, &r);
+    vit_init_custom(&v, host, &r);
+    for (int i = 0; i < t.n; i++) // O(1) modulation so every path carries gradient
+        if (strstr(t.rows[i].name, "ada_zero.2.weight"))
+            for (size_t k = 0; k < t.rows[i].numel; k++) host[t.rows[i].offset + k] *= 30.0f;
+    int B = 2, N = vit_tokens(&c);
+    size_t nx = (size_t)B * 2 * N, nc = (size_t)B * N, nm = (size_t)B * 8, no = (size_t)B * 3 * N;
+    float *hx = (float *)malloc(nx * sizeof(float)), *hc = (float *)malloc(nc * sizeof(float));
+    float *hm = (float *)malloc(nm * sizeof(float)), *hw = (float *)malloc(no * sizeof(float));
+    for (size_t i = 0; i < nx; i++) hx[i] = (float)rng_normal(&r);
+    for (size_t i = 0; i < nc; i++) hc[i] = (float)(rng_uniform(&r) < 0.5);
+    for (size_t i = 0; i < nm; i++) hm[i] = (float)rng_normal(&r);
+    for (size_t i = 0; i < no; i++) hw[i] = (float)rng_normal(&r);
+    VitCase vc = {&v, to_backend(host, t.total), nn_alloc(no), to_backend(hx, nx), to_backend(hc, nc), to_backend(hm, nm),
+                  to_backend(hw, no), B, no};
+    float *grads = nn_alloc(t.total), *dmod = nn_alloc(nm), *dx = nn_alloc(nx);
+    vit_reserve(&v, B, 1);
+    vit_forward(&v, vc.params, vc.out, vc.x, vc.cond, vc.mod, B, 1, 0);
+    vit_backward(&v, vc.params, grads, dmod, dx, vc.w, B);
+    float *gdx = to_host(dx, nx), *gdm = to_host(dmod, nm);
+    size_t ix[3] = {0, (size_t)N + 5, nx - 1}, im[3] = {0, 5, nm - 1};
+    for (int i = 0; i < 3; i++) fd_input(&vc, vc.x, ix[i], gdx[ix[i]], "dx");
+    for (int i = 0; i < 3; i++) fd_input(&vc, vc.mod, im[i], gdm[im[i]], "dmod");
+    free(gdx);
+    free(gdm);
+    free(hx);
+    free(hc);
+    free(hm);
+    free(hw);
+    free(host);
+    nn_free(vc.params);
+    nn_free(vc.out);
+    nn_free(vc.x);
+    nn_free(vc.cond);
+    nn_free(vc.mod);
+    nn_free(vc.w);
+    nn_free(grads);
+    nn_free(dmod);
+    nn_free(dx);
+    vit_destroy(&v);
+    ptable_free(&t);
+}
+
 int main(void) {
     nn_init(-1);
     test_counts();
@@ -532,5 +623,6 @@ int main(void) {
     test_dm(&f, &t);
     test_ns(&f, &t);
     test_init(&t);
+    test_vit_inputs();
     return test_summary();
 }

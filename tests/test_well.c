@@ -267,6 +267,29 @@ static void test_transforms(void) {
     CHECK_CLOSE(preprocess_value(&p, 0, 1.0f), (log1p(1.0) - 1.2) / 0.51, 1e-6, 1e-6, "log1p then z-score");
     CHECK_CLOSE(preprocess_value(&p, 2, 0.0f), (log(1e-6) - 0.58) / 0.29, 1e-4, 1e-6, "log_eps: log(x + 1e-6)");
     CHECK_CLOSE(preprocess_value(&p, 3, -2.0f), asinh(-2.0) / 0.53, 1e-6, 1e-6, "arcsinh");
+    // the fast float log1p / log: <= 1 ulp against double precision over a wide sweep
+    double worst_l1p = 0, worst_log = 0;
+    int special_ok = 1;
+    for (int64_t i = 0; i < 2000000; i++) {
+        // log-spaced magnitudes 1e-30 .. 1e30, both signs for log1p (x > -1)
+        double e = -30.0 + 60.0 * (double)i / 2000000.0;
+        float x = (float)pow(10.0, e);
+        float y1 = transform_fast_log1pf(x), y2 = transform_fast_logf(x);
+        double r1 = log1p((double)x), r2 = log((double)x);
+        double u1 = fabs((double)nextafterf((float)r1, INFINITY) - (float)r1), u2 = fabs((double)nextafterf((float)r2, INFINITY) - (float)r2);
+        if (u1 > 0 && fabs(y1 - r1) / u1 > worst_l1p) worst_l1p = fabs(y1 - r1) / u1;
+        if (u2 > 0 && fabs(y2 - r2) / u2 > worst_log) worst_log = fabs(y2 - r2) / u2;
+        float xn = -x;
+        if (xn > -1.0f) {
+            float y3 = transform_fast_log1pf(xn);
+            double r3 = log1p((double)xn), u3 = fabs((double)nextafterf((float)r3, INFINITY) - (float)r3);
+            if (u3 > 0 && fabs(y3 - r3) / u3 > worst_l1p) worst_l1p = fabs(y3 - r3) / u3;
+        }
+    }
+    special_ok = isnan(transform_fast_log1pf(-2.0f)) && isinf(transform_fast_log1pf(-1.0f)) && isinf(transform_fast_logf(0.0f)) &&
+                 transform_fast_logf(1e-40f) == logf(1e-40f) && isnan(transform_fast_logf(NAN)) && isinf(transform_fast_log1pf(INFINITY));
+    printf("  fast log1p worst error %.3f ulp, fast log %.3f ulp\n", worst_l1p, worst_log);
+    CHECK(worst_l1p <= 1.0 && worst_log <= 1.0 && special_ok, "float log1p/log kernels within 1 ulp; -1, <-1, 0, subnormal, inf, nan as libm");
     // array path == value path, and round trip
     const int64_t inner = 257, outer = 3;
     float *x = LOLA_NEW(float, outer * C * inner), *y = LOLA_NEW(float, outer * C * inner);
@@ -730,7 +753,7 @@ static void test_fixture_euler(const char *root) {
         okst &= fabs(st.std[c] - sqrt(m2[c] - m1[c] * m1[c])) <= 1e-7 * fabs(st.std[c]) + 1e-9;
     }
     CHECK(okst, "stats over all 79 snapshots: mean and sqrt(E[x^2] - E[x]^2) after log1p match a brute-force pass");
-    CHECK(st.min[0] == (double)log1pf(0.25f) && st.max[3] > 0 && st.min[4] < 0, "stats min/max after the transform (energy min = log1p(0.25))");
+    CHECK(st.min[0] == (double)transform_fast_log1pf(0.25f) && st.max[3] > 0 && st.min[4] < 0, "stats min/max after the transform (energy min = log1p(0.25))");
     WellStats st2;
     wellstats_compute(&s, &tf, 20, 9, &st2);
     WellStats st3;

@@ -1,10 +1,12 @@
 // bench-ops.c: times the main ops of nn.h at DCAE- and ViT-like shapes and prints ms per call
 // and GFLOP/s (GB/s for the memory-bound ops). Works with whichever backend is linked.
 //
-// Usage: build/bench-ops [--reps N] [--quick] [--only NAME]
+// Usage: build/bench-ops [--reps N] [--quick] [--only NAME] [--cputime]
 //   --reps N    timed repetitions per op after one warm-up call (default 5); the median is shown
 //   --quick     smaller batch sizes (a smoke run, about a second)
 //   --only NAME run only the ops whose name contains NAME (e.g. conv, linear, attention)
+//   --cputime   measure process CPU time instead of wall time (for OMP_NUM_THREADS=1 runs on a
+//               shared, oversubscribed machine: the time this process actually ran)
 // Threads: OMP_NUM_THREADS (see nn_init).
 //
 // FLOP counts (multiply-add = 2): conv forward 2 B HW Cout Cin K^2, backward twice that (dw and dx);
@@ -13,13 +15,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "nn.h"
 #include "rng.h"
 
-static int reps = 5;
+static int reps = 5, use_cputime = 0;
 static const char *only = NULL;
+
+static double now(void) {
+    if (!use_cputime) return lola_time();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
 
 typedef void (*OpFn)(void *ctx);
 
@@ -35,10 +45,10 @@ static double time_op(OpFn fn, void *ctx) {
     double t[64];
     int n = reps < 64 ? reps : 64;
     for (int i = 0; i < n; i++) {
-        double t0 = lola_time();
+        double t0 = now();
         fn(ctx);
         nn_sync();
-        t[i] = lola_time() - t0;
+        t[i] = now() - t0;
     }
     qsort(t, n, sizeof(double), cmp_double);
     return t[n / 2];
@@ -199,16 +209,18 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--cputime")) use_cputime = 1;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--quick] [--only NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--quick] [--only NAME] [--cputime]\n", argv[0]);
             return 2;
         }
     }
     if (reps < 1) reps = 1;
     nn_init(-1);
     int B = quick ? 2 : 8;
-    printf("# bench-ops: backend %s, median of %d calls\n", nn_backend_name(), reps);
+    printf("# bench-ops: backend %s, median of %d calls, %s time\n", nn_backend_name(), reps,
+           use_cputime ? "process CPU" : "wall");
     // DCAE: level-0-like 3x3 conv, a deep level (small image, many channels), 1x1 conv
     bench_conv(B, 64, 64, 64, 64, 3);
     bench_conv(B, 256, 256, 16, 16, 3);

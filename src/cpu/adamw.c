@@ -9,13 +9,8 @@
 #include "cpu.h"
 #include "nn.h"
 
-void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                  float b2, float eps, float wd, int t) {
-    if (t < 1) lola_die("adamw_update: step count t = %d, need t >= 1", t);
-    double bc1 = 1.0 - pow((double)b1, t), bc2 = 1.0 - pow((double)b2, t);
-    float step = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
-    float decay = 1.0f - lr * wd;
-#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+CPU_KERNEL static void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float b1,
+                                    float b2, float eps, float decay, float step, float sqrt_bc2) {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = m[i] + (1.0f - b1) * (gi - m[i]);
@@ -24,4 +19,16 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float 
         v[i] = vi;
         p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sqrt_bc2 + eps);
     }
+}
+
+void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                  float b2, float eps, float wd, int t) {
+    if (t < 1) lola_die("adamw_update: step count t = %d, need t >= 1", t);
+    double bc1 = 1.0 - pow((double)b1, t), bc2 = 1.0 - pow((double)b2, t);
+    float step = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
+    float decay = 1.0f - lr * wd;
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i += CPU_CHUNK)
+        adamw_kernel(p + i, g + i, m + i, v + i, cpu_min_size(CPU_CHUNK, n - i), b1, b2, eps, decay,
+                     step, sqrt_bc2);
 }

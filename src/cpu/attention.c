@@ -148,7 +148,7 @@ void qk_norm_rope_backward(float *dqkv, float *dangle, const float *dout, const 
 size_t attention_save_floats(int B, int N, int H) { return (size_t)B * H * N * N; }
 
 // In-place numerically stable softmax of each of the `rows` rows of length N (row stride N).
-static void softmax_rows(float *S, int rows, int N) {
+CPU_KERNEL static void softmax_rows(float *S, int rows, int N) {
     for (int i = 0; i < rows; i++) {
         float *s = S + (size_t)i * N;
         float mx = -INFINITY;
@@ -163,6 +163,20 @@ static void softmax_rows(float *S, int rows, int N) {
         }
         float inv = 1.0f / sum;
         for (int j = 0; j < N; j++) s[j] *= inv;
+    }
+}
+
+// dS = scale * P * (dP - rowsum(dP P)) in place of dP (rows of length N), with
+// rowsum(dP P) = dO . O per row (dO, O: rows of dh floats, row stride D).
+CPU_KERNEL static void softmax_backward_rows(float *dS, const float *P, const float *dO, const float *O,
+                                             int rows, int N, int dh, int D, float scale) {
+    for (int i = 0; i < rows; i++) {
+        const float *go = dO + (size_t)i * D, *o = O + (size_t)i * D;
+        float di = 0.0f;
+        for (int j = 0; j < dh; j++) di += go[j] * o[j];
+        float *ds = dS + (size_t)i * N;
+        const float *p = P + (size_t)i * N;
+        for (int j = 0; j < N; j++) ds[j] = scale * p[j] * (ds[j] - di);
     }
 }
 
@@ -217,14 +231,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             float *dS = dS_all + ((size_t)(pr - g0) * N + i0) * N;
             size_t orow = ((size_t)b * N + i0) * D + (size_t)h * dh; // dO_i, O_i
             cpu_gemm(0, 1, ni, N, dh, 1.0f, dout + orow, D, V, ld, 0.0f, dS, N); // dP = dO V^T
-            for (int i = 0; i < ni; i++) {
-                const float *go = dout + orow + (size_t)i * D, *o = out + orow + (size_t)i * D;
-                float di = 0.0f;
-                for (int j = 0; j < dh; j++) di += go[j] * o[j]; // rowsum(dP P) = dO . O
-                float *ds = dS + (size_t)i * N;
-                const float *p = P + (size_t)i * N;
-                for (int j = 0; j < N; j++) ds[j] = scale * p[j] * (ds[j] - di);
-            }
+            softmax_backward_rows(dS, P, dout + orow, out + orow, ni, N, dh, D, scale);
             float *dQ = dqkv + ((size_t)b * N + i0) * ld + (size_t)h * dh;
             cpu_gemm(0, 0, ni, dh, N, 1.0f, dS, N, K, ld, 0.0f, dQ, ld); // dQ = dS K
         }

@@ -25,8 +25,32 @@
 
 #include "common.h"
 
+// The backend never reads floating-point exception flags. Telling GCC so (-fno-trapping-math) lets
+// it if-convert float comparisons, which is what makes the exp / sigmoid / softmax / clamp loops
+// vectorise (with the default -ftrapping-math every `x < c ? c : x` stays a branch). Applies to
+// every src/cpu/*.c file (they all include this header first). Clang does not trap by default.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+// CPU_KERNEL marks the hot inner loops (exp, sqrt, division, hashing). The build has no -march
+// flag, so these few functions are compiled three times, for AVX-512 (x86-64-v4), AVX2 (v3) and the
+// SSE2 baseline, and the loader picks the best one for the machine (GCC target_clones / ifunc);
+// measured 4-6x faster than the baseline on silu and dropout. Kernels are plain loops over a
+// contiguous range or one block; the OpenMP drivers call them. -std=c11 keeps FP contraction off,
+// so the clones round elementwise results identically (vector reductions may sum in another order).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(LOLA_NO_CLONES)
+#define CPU_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline))
+#else
+#define CPU_KERNEL
+#endif
+
 // Elementwise loops with fewer elements than this run on one thread (fork/join costs ~us).
 #define CPU_PAR_MIN 32768
+// Elementwise drivers hand the kernels chunks of this many elements.
+#define CPU_CHUNK 16384
+
+static inline size_t cpu_min_size(size_t a, size_t b) { return a < b ? a : b; }
 // Fixed chunk of the deterministic reductions (elements); partial sums are combined in order.
 #define CPU_RED_CHUNK 65536
 

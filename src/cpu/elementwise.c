@@ -60,31 +60,45 @@ int nn_all_finite(const float *x, size_t n) {
 }
 
 // SiLU: out = x * s, s = sigmoid(x) = 1 / (1 + exp(-x)).
-void silu_forward(float *out, const float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+CPU_KERNEL static void silu_fwd_kernel(float *out, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = x[i] * cpu_sigmoidf(x[i]);
 }
-
 // d/dx [x s(x)] = s + x s (1 - s) = s (1 + x (1 - s)).
-void silu_backward(float *dx, const float *dout, const float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+CPU_KERNEL static void silu_bwd_kernel(float *dx, const float *dout, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float s = cpu_sigmoidf(x[i]);
         dx[i] = dout[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
 
-// Inverted dropout. keep(i) = rng_hash_uniform(seed, i) >= p, the same test on every backend.
-// out may alias x.
-void dropout_forward(float *out, float *mask, const float *x, size_t n, float p, uint64_t seed) {
-    if (!(p >= 0.0f && p < 1.0f)) lola_die("dropout_forward: p = %g, need 0 <= p < 1", p);
-    float keep = 1.0f / (1.0f - p);
+void silu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i += CPU_CHUNK) silu_fwd_kernel(out + i, x + i, cpu_min_size(CPU_CHUNK, n - i));
+}
+
+void silu_backward(float *dx, const float *dout, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i += CPU_CHUNK)
+        silu_bwd_kernel(dx + i, dout + i, x + i, cpu_min_size(CPU_CHUNK, n - i));
+}
+
+// Inverted dropout on elements first .. first+n-1 of the tensor:
+// keep(i) = rng_hash_uniform(seed, i) >= p, the same test on every backend. out may alias x.
+CPU_KERNEL static void dropout_kernel(float *out, float *mask, const float *x, size_t n, float p,
+                                      uint64_t seed, size_t first) {
+    float keep = 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++) {
-        float m = rng_hash_uniform(seed, (uint64_t)i) >= p ? keep : 0.0f;
+        float m = rng_hash_uniform(seed, (uint64_t)(first + i)) >= p ? keep : 0.0f;
         mask[i] = m;
         out[i] = x[i] * m;
     }
+}
+
+void dropout_forward(float *out, float *mask, const float *x, size_t n, float p, uint64_t seed) {
+    if (!(p >= 0.0f && p < 1.0f)) lola_die("dropout_forward: p = %g, need 0 <= p < 1", p);
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i += CPU_CHUNK)
+        dropout_kernel(out + i, mask + i, x + i, cpu_min_size(CPU_CHUNK, n - i), p, seed, i);
 }
 
 void dropout_backward(float *dx, const float *dout, const float *mask, size_t n) {

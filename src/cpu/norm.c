@@ -17,6 +17,24 @@
 // x, out (B, C, HW); mean, rstd (B, HW) kept for backward. The spec value: [1,2,3,4] ->
 // [-1.161892, -0.387297, 0.387297, 1.161892].
 
+// One block of np <= PIX_BLOCK pixels of one image: xb, ob point at channel 0 of the first pixel
+// (row stride HW between channels); m, r receive the block's mean and rstd.
+CPU_KERNEL static void lnc_fwd_block(float *ob, float *m, float *r, const float *xb, int C, int HW,
+                                     int np, float eps) {
+    double s[PIX_BLOCK] = {0}, q[PIX_BLOCK] = {0};
+    for (int c = 0; c < C; c++) // pass 1: mean
+        for (int p = 0; p < np; p++) s[p] += xb[(size_t)c * HW + p];
+    for (int p = 0; p < np; p++) m[p] = (float)(s[p] / C);
+    for (int c = 0; c < C; c++) // pass 2: squared deviations
+        for (int p = 0; p < np; p++) {
+            float d = xb[(size_t)c * HW + p] - m[p];
+            q[p] += (double)d * d;
+        }
+    for (int p = 0; p < np; p++) r[p] = (float)(1.0 / sqrt(q[p] / (C - 1) + eps));
+    for (int c = 0; c < C; c++) // pass 3: normalise
+        for (int p = 0; p < np; p++) ob[(size_t)c * HW + p] = (xb[(size_t)c * HW + p] - m[p]) * r[p];
+}
+
 void layernorm_channels_forward(float *out, float *mean, float *rstd, const float *x, int B, int C,
                                 int HW, float eps) {
     if (C < 2) lola_die("layernorm_channels_forward: C = %d, the unbiased variance needs C >= 2", C);
@@ -25,31 +43,36 @@ void layernorm_channels_forward(float *out, float *mean, float *rstd, const floa
     for (int b = 0; b < B; b++)
         for (int k = 0; k < nblk; k++) {
             int p0 = k * PIX_BLOCK, np = HW - p0 < PIX_BLOCK ? HW - p0 : PIX_BLOCK;
-            const float *xb = x + (size_t)b * C * HW + p0; // seek: image b, pixel p0, channel 0
-            float *ob = out + (size_t)b * C * HW + p0;
-            double s[PIX_BLOCK] = {0}, q[PIX_BLOCK] = {0};
-            float m[PIX_BLOCK], r[PIX_BLOCK];
-            for (int c = 0; c < C; c++) // pass 1: mean
-                for (int p = 0; p < np; p++) s[p] += xb[(size_t)c * HW + p];
-            for (int p = 0; p < np; p++) m[p] = (float)(s[p] / C);
-            for (int c = 0; c < C; c++) // pass 2: squared deviations
-                for (int p = 0; p < np; p++) {
-                    float d = xb[(size_t)c * HW + p] - m[p];
-                    q[p] += (double)d * d;
-                }
-            for (int p = 0; p < np; p++) r[p] = (float)(1.0 / sqrt(q[p] / (C - 1) + eps));
-            for (int c = 0; c < C; c++) // pass 3: normalise
-                for (int p = 0; p < np; p++)
-                    ob[(size_t)c * HW + p] = (xb[(size_t)c * HW + p] - m[p]) * r[p];
-            for (int p = 0; p < np; p++) {
-                mean[(size_t)b * HW + p0 + p] = m[p];
-                rstd[(size_t)b * HW + p0 + p] = r[p];
-            }
+            size_t off = (size_t)b * C * HW + p0; // seek: image b, channel 0, pixel p0
+            lnc_fwd_block(out + off, mean + (size_t)b * HW + p0, rstd + (size_t)b * HW + p0, x + off,
+                          C, HW, np, eps);
         }
 }
 
 // With y = (x - mean) rstd and g = dout, differentiating the unbiased variance gives
 //   dx_i = rstd * (g_i - mean_c(g) - y_i * sum_c(g y) / (C - 1)).
+CPU_KERNEL static void lnc_bwd_block(float *db, const float *gb, const float *xb, const float *m,
+                                     const float *r, int C, int HW, int np) {
+    double sg[PIX_BLOCK] = {0}, sgy[PIX_BLOCK] = {0};
+    for (int c = 0; c < C; c++) // the two reductions
+        for (int p = 0; p < np; p++) {
+            float g = gb[(size_t)c * HW + p], y = (xb[(size_t)c * HW + p] - m[p]) * r[p];
+            sg[p] += g;
+            sgy[p] += (double)g * y;
+        }
+    float a[PIX_BLOCK], e[PIX_BLOCK];
+    for (int p = 0; p < np; p++) {
+        a[p] = (float)(sg[p] / C);        // term 2: mean of g
+        e[p] = (float)(sgy[p] / (C - 1)); // term 3 coefficient
+    }
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < np; p++) {
+            size_t i = (size_t)c * HW + p;
+            float y = (xb[i] - m[p]) * r[p];
+            db[i] = r[p] * (gb[i] - a[p] - y * e[p]); // term 1 - term 2 - term 3
+        }
+}
+
 void layernorm_channels_backward(float *dx, const float *dout, const float *x, const float *mean,
                                  const float *rstd, int B, int C, int HW) {
     int nblk = (HW + PIX_BLOCK - 1) / PIX_BLOCK;
@@ -58,27 +81,8 @@ void layernorm_channels_backward(float *dx, const float *dout, const float *x, c
         for (int k = 0; k < nblk; k++) {
             int p0 = k * PIX_BLOCK, np = HW - p0 < PIX_BLOCK ? HW - p0 : PIX_BLOCK;
             size_t off = (size_t)b * C * HW + p0;
-            const float *xb = x + off, *gb = dout + off;
-            float *db = dx + off;
-            const float *m = mean + (size_t)b * HW + p0, *r = rstd + (size_t)b * HW + p0;
-            double sg[PIX_BLOCK] = {0}, sgy[PIX_BLOCK] = {0};
-            for (int c = 0; c < C; c++) // the two reductions
-                for (int p = 0; p < np; p++) {
-                    float g = gb[(size_t)c * HW + p], y = (xb[(size_t)c * HW + p] - m[p]) * r[p];
-                    sg[p] += g;
-                    sgy[p] += (double)g * y;
-                }
-            float a[PIX_BLOCK], e[PIX_BLOCK];
-            for (int p = 0; p < np; p++) {
-                a[p] = (float)(sg[p] / C);         // term 2: mean of g
-                e[p] = (float)(sgy[p] / (C - 1)); // term 3 coefficient
-            }
-            for (int c = 0; c < C; c++)
-                for (int p = 0; p < np; p++) {
-                    size_t i = (size_t)c * HW + p;
-                    float y = (xb[i] - m[p]) * r[p];
-                    db[i] = r[p] * (gb[i] - a[p] - y * e[p]);
-                }
+            lnc_bwd_block(dx + off, dout + off, x + off, mean + (size_t)b * HW + p0,
+                          rstd + (size_t)b * HW + p0, C, HW, np);
         }
 }
 
@@ -86,9 +90,9 @@ void layernorm_channels_backward(float *dx, const float *dout, const float *x, c
 // Token LayerNorm over D (torch.nn.LayerNorm(D, elementwise_affine=False)): BIASED variance.
 //   y = (x - mean) * rstd, rstd = 1 / sqrt(sum (x - mean)^2 / D + eps). x, out (M, D); mean, rstd (M).
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *x, int M, int D, float eps) {
-#pragma omp parallel for schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
-    for (int i = 0; i < M; i++) {
+CPU_KERNEL static void ln_fwd_rows(float *out, float *mean, float *rstd, const float *x, int rows,
+                                   int D, float eps) {
+    for (int i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * D;
         float *oi = out + (size_t)i * D;
         double s = 0.0, q = 0.0;
@@ -108,10 +112,9 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, int
 }
 
 // dx_j = rstd * (g_j - mean(g) - y_j * mean(g y)).
-void layernorm_backward(float *dx, const float *dout, const float *x, const float *mean,
-                        const float *rstd, int M, int D) {
-#pragma omp parallel for schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
-    for (int i = 0; i < M; i++) {
+CPU_KERNEL static void ln_bwd_rows(float *dx, const float *dout, const float *x, const float *mean,
+                                   const float *rstd, int rows, int D) {
+    for (int i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * D, *gi = dout + (size_t)i * D;
         float *di = dx + (size_t)i * D;
         float m = mean[i], r = rstd[i];
@@ -124,6 +127,28 @@ void layernorm_backward(float *dx, const float *dout, const float *x, const floa
         float a = (float)(sg / D), e = (float)(sgy / D);
         for (int j = 0; j < D; j++) di[j] = r * (gi[j] - a - (xi[j] - m) * r * e);
     }
+}
+
+// Rows per task so that a task holds about CPU_CHUNK elements.
+static int ln_rows_per_task(int D) {
+    int r = CPU_CHUNK / (D > 0 ? D : 1);
+    return r < 1 ? 1 : r;
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *x, int M, int D, float eps) {
+    int rt = ln_rows_per_task(D);
+#pragma omp parallel for schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
+    for (int i = 0; i < M; i += rt)
+        ln_fwd_rows(out + (size_t)i * D, mean + i, rstd + i, x + (size_t)i * D, M - i < rt ? M - i : rt, D, eps);
+}
+
+void layernorm_backward(float *dx, const float *dout, const float *x, const float *mean,
+                        const float *rstd, int M, int D) {
+    int rt = ln_rows_per_task(D);
+#pragma omp parallel for schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
+    for (int i = 0; i < M; i += rt)
+        ln_bwd_rows(dx + (size_t)i * D, dout + (size_t)i * D, x + (size_t)i * D, mean + i, rstd + i,
+                    M - i < rt ? M - i : rt, D);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,21 @@
+// nn_cuda_stub.c: the nn_cuda.h knobs as no-ops, for the harness self-check (make gpu-selfcheck):
+// test_gpu_ops linked with the CPU backend in place of the CUDA one, so the comparison harness
+// itself (sizes, paired buffers, exactness checks, coverage) is exercised on a machine without a
+// GPU. Every check must pass there, the two sides being the same code.
+#include "nn_cuda.h"
+
+static int tf32, det, impl;
+void nn_cuda_set_tf32(int on) { tf32 = on; }
+void nn_cuda_set_deterministic(int on) { det = on; }
+void nn_cuda_set_conv_impl(int i) { impl = i; }
+int nn_cuda_tf32(void) { return tf32; }
+int nn_cuda_deterministic(void) { return det; }
+int nn_cuda_conv_impl(void) { return impl; }
+size_t nn_cuda_scratch_bytes(void) { return 0; }
+const char *nn_cuda_device_name(void) { return "none (self-check: CPU backend on both sides)"; }
+void nn_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    if (free_bytes) *free_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
+}
+long nn_cuda_conv_fallback_calls(void) { return 0; }
+void nn_cuda_set_attention_chunk(size_t floats) { (void)floats; }

@@ -1,0 +1,936 @@
+// test_gpu_ops.c: every op of the CUDA backend (cuda/*.cu) against the CPU backend (src/cpu/*.c,
+// the readable reference), on the same random inputs, plus timings of the key ops (--bench).
+//
+// Both backends define the nn.h names, so the CPU sources are compiled a second time with every
+// name prefixed cpu_ (tests/gpu/gen_cpu_ref.sh); this file calls nn_* / conv2d_forward ... on the
+// GPU and cpu_nn_* / cpu_conv2d_forward ... on the CPU. CPU backend memory is host memory.
+//
+// Tolerances: per element |gpu - cpu| <= atol * rms(cpu) + rtol * |cpu|, i.e. atol is relative
+// to the tensor's RMS (a gradient of scale 1e-4 gets a proportionate absolute bound). Tight for
+// plain fp32 arithmetic (atol 1e-5, rtol 1e-4), looser where long reductions are summed in a
+// different order (noted per check). Each line prints how much of the tolerance was used.
+// Data movement, dropout masks and the RNG must match bit for bit.
+//
+// Usage: test_gpu_ops [--no-tests] [--big] [--bench] [--bench-quick]
+//   --big     also check larger, model-sized shapes (a few seconds of CPU reference time)
+//   --bench   time conv / linear / attention / memory-bound ops at the model shapes
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "cpu_nn.h"
+#include "nn.h"
+#include "nn_cuda.h"
+#include "rng.h"
+#include "test.h"
+
+// ---------------------------------------------------------------------------------------------
+// Coverage: every nn.h function must be exercised at least once (names generated from nn.h).
+
+static const char *all_names[] = {
+#include "nn_names.inc"
+};
+#define N_NAMES ((int)(sizeof all_names / sizeof all_names[0]))
+static int tested[N_NAMES];
+
+static void covered(const char *name) {
+    for (int i = 0; i < N_NAMES; i++)
+        if (!strcmp(all_names[i], name)) {
+            tested[i] = 1;
+            return;
+        }
+    lola_die("test_gpu_ops: '%s' is not a function of nn.h (typo in the test?)", name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paired buffers: the same tensor on the CPU backend (c, host memory) and on the GPU (g).
+
+typedef struct {
+    size_t n;
+    float *c, *g;
+} Pair;
+
+static Rng R;
+static float urand(float lo, float hi) { return lo + (hi - lo) * (float)rng_uniform(&R); }
+
+static Pair pnew(size_t n) {
+    Pair p = {n, cpu_nn_alloc(n), nn_alloc(n)};
+    return p;
+}
+static void psync(Pair p) { nn_to_backend(p.g, p.c, p.n); } // CPU content -> GPU
+static Pair prand(size_t n, float lo, float hi) {
+    Pair p = pnew(n);
+    for (size_t i = 0; i < n; i++) p.c[i] = urand(lo, hi);
+    psync(p);
+    return p;
+}
+static void pfree(Pair p) {
+    cpu_nn_free(p.c);
+    nn_free(p.g);
+}
+
+static float *host_buf = NULL;
+static size_t host_cap = 0;
+static const float *gpu_of(const float *g, size_t n) {
+    if (n > host_cap) {
+        free(host_buf);
+        host_buf = LOLA_NEW(float, n);
+        host_cap = n;
+    }
+    nn_to_host(host_buf, g, n);
+    return host_buf;
+}
+
+// |got - ref| <= atol * rms(ref) + rtol * |ref| for every element; non-finite values must agree.
+static int cmp_arrays(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
+    double ss = 0.0;
+    size_t nf = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(ref[i])) ss += (double)ref[i] * ref[i], nf++;
+    double rms = nf ? sqrt(ss / nf) : 0.0;
+    double worst = 0.0, maxerr = 0.0;
+    size_t wi = 0, bad_nf = 0;
+    for (size_t i = 0; i < n; i++) {
+        float g = got[i], r = ref[i];
+        if (!isfinite(g) || !isfinite(r)) {
+            if (!(isnan(g) && isnan(r)) && g != r) {
+                if (!bad_nf) wi = i;
+                bad_nf++;
+            }
+            continue;
+        }
+        double e = fabs((double)g - r), tol = atol * rms + rtol * fabs((double)r);
+        double ratio = tol > 0 ? e / tol : (e > 0 ? INFINITY : 0.0);
+        if (ratio > worst) worst = ratio, wi = i;
+        if (e > maxerr) maxerr = e;
+    }
+    int ok = bad_nf == 0 && worst <= 1.0;
+    if (!ok)
+        printf("  %s: worst element %zu: gpu %.9g cpu %.9g (%zu non-finite mismatches)\n", what, wi, got[wi], ref[wi],
+               bad_nf);
+    CHECK(ok, "%s  max|err| %.2e, rms(cpu) %.2e, %.1f%% of tolerance (%.0e*rms + %.0e*|ref|)", what, maxerr, rms,
+          100.0 * worst, atol, rtol);
+    return ok;
+}
+static int cmp(const char *what, Pair p, double atol, double rtol) {
+    return cmp_arrays(what, gpu_of(p.g, p.n), p.c, p.n, atol, rtol);
+}
+static int cmp_exact(const char *what, Pair p) {
+    const float *g = gpu_of(p.g, p.n);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < p.n; i++)
+        if (memcmp(&g[i], &p.c[i], sizeof(float))) {
+            if (!bad) first = i;
+            bad++;
+        }
+    if (bad) printf("  %s: first mismatch at %zu: gpu %.9g cpu %.9g\n", what, first, g[first], p.c[first]);
+    CHECK(bad == 0, "%s  bit-exact (%zu of %zu elements differ)", what, bad, p.n);
+    return bad == 0;
+}
+
+#define TA 1e-5 // tight: atol (x rms)
+#define TR 1e-4 // tight: rtol
+
+// ---------------------------------------------------------------------------------------------
+// Backend, memory
+
+static void test_memory(void) {
+    covered("nn_init"), covered("nn_backend_name"), covered("nn_alloc"), covered("nn_free"), covered("nn_zero");
+    covered("nn_copy"), covered("nn_to_backend"), covered("nn_to_host"), covered("nn_sync");
+    covered("nn_bytes_in_use"), covered("nn_bytes_peak");
+    nn_init(0); // second call: must be harmless
+    printf("# backend: %s\n# reference: %s\n", nn_backend_name(), cpu_nn_backend_name());
+    if (!strstr(nn_cuda_device_name(), "self-check")) // (make gpu-selfcheck links the CPU backend twice)
+        CHECK(strncmp(nn_backend_name(), "cuda", 4) == 0, "nn_backend_name starts with 'cuda'");
+    size_t n = 100003, before = nn_bytes_in_use();
+    float *g = nn_alloc(n), *g2 = nn_alloc(n);
+    CHECK(nn_bytes_in_use() == before + 2 * n * sizeof(float), "nn_bytes_in_use counts nn_alloc (%zu -> %zu)", before,
+          nn_bytes_in_use());
+    CHECK(nn_bytes_peak() >= nn_bytes_in_use(), "nn_bytes_peak >= nn_bytes_in_use");
+    float *h = LOLA_NEW(float, n), *h2 = LOLA_NEW(float, n);
+    nn_to_host(h, g, n);
+    size_t nz = 0;
+    for (size_t i = 0; i < n; i++) nz += h[i] != 0.0f;
+    CHECK(nz == 0, "nn_alloc returns zero-filled memory (%zu non-zero)", nz);
+    for (size_t i = 0; i < n; i++) h[i] = urand(-1, 1);
+    nn_to_backend(g, h, n);
+    nn_to_host(h2, g, n);
+    CHECK(!memcmp(h, h2, n * sizeof(float)), "nn_to_backend / nn_to_host round trip is bit-exact");
+    nn_copy(g2, g, n);
+    nn_zero(g2 + 10, 100);
+    nn_sync();
+    nn_to_host(h2, g2, n);
+    memset(h + 10, 0, 100 * sizeof(float));
+    CHECK(!memcmp(h, h2, n * sizeof(float)), "nn_copy + nn_zero of a sub-range");
+    // overlapping copy behaves like memmove, both directions
+    nn_to_backend(g, h, n);
+    nn_copy(g + 7, g, n - 7);
+    memmove(h + 7, h, (n - 7) * sizeof(float));
+    nn_to_host(h2, g, n);
+    CHECK(!memcmp(h, h2, n * sizeof(float)), "nn_copy with overlap (dst > src) = memmove");
+    nn_copy(g, g + 5, n - 5);
+    memmove(h, h + 5, (n - 5) * sizeof(float));
+    nn_to_host(h2, g, n);
+    CHECK(!memcmp(h, h2, n * sizeof(float)), "nn_copy with overlap (dst < src) = memmove");
+    nn_free(g);
+    nn_free(g2);
+    CHECK(nn_bytes_in_use() == before, "nn_free returns the bytes (%zu)", nn_bytes_in_use());
+    free(h);
+    free(h2);
+    size_t fb = 0, tb = 0;
+    nn_cuda_mem_info(&fb, &tb);
+    printf("# device %s: %.1f of %.1f GiB free; TF32 %s, deterministic %s, conv %s\n", nn_cuda_device_name(),
+           fb / 1073741824.0, tb / 1073741824.0, nn_cuda_tf32() ? "on" : "off", nn_cuda_deterministic() ? "on" : "off",
+           nn_cuda_conv_impl() == NN_CONV_IM2COL ? "im2col" : "cudnn");
+    const char *env_tf32 = getenv("LOLA_TF32");
+    if (!env_tf32 || !env_tf32[0] || !strcmp(env_tf32, "0")) CHECK(!nn_cuda_tf32(), "TF32 is off by default");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise, BLAS-1, reductions
+
+static void test_blas1(void) {
+    covered("nn_fill"), covered("nn_scale"), covered("nn_axpy"), covered("nn_add");
+    covered("nn_sum_squares"), covered("nn_all_finite");
+    size_t n = 100003;
+    char name[160];
+    for (int off = 0; off < 2; off++) { // off = 1: misaligned pointers (scalar tail path)
+        size_t m = n - off;
+        Pair x = prand(n, -1, 1), y = prand(n, -1, 1), z = pnew(n);
+        cpu_nn_fill(z.c + off, 3.25f, m), nn_fill(z.g + off, 3.25f, m);
+        snprintf(name, sizeof name, "nn_fill (offset %d)", off);
+        cmp_exact(name, z);
+        cpu_nn_scale(x.c + off, -0.37f, m), nn_scale(x.g + off, -0.37f, m);
+        snprintf(name, sizeof name, "nn_scale (offset %d)", off);
+        cmp_exact(name, x);
+        // GPU contracts a*x + y into one FMA, the CPU rounds twice: 1-ulp differences.
+        cpu_nn_axpy(y.c + off, 0.77f, x.c + off, m), nn_axpy(y.g + off, 0.77f, x.g + off, m);
+        snprintf(name, sizeof name, "nn_axpy (offset %d)", off);
+        cmp(name, y, 1e-6, 1e-6);
+        cpu_nn_add(z.c + off, x.c + off, y.c + off, m), nn_add(z.g + off, x.g + off, y.g + off, m);
+        snprintf(name, sizeof name, "nn_add (offset %d)", off);
+        cmp_exact(name, z);
+        cpu_nn_add(x.c, x.c, y.c, n), nn_add(x.g, x.g, y.g, n);
+        snprintf(name, sizeof name, "nn_add out aliasing a (offset %d)", off);
+        cmp_exact(name, x);
+        pfree(x), pfree(y), pfree(z);
+    }
+    Pair x = prand(n, -3, 3);
+    double sc = cpu_nn_sum_squares(x.c, n), sg = nn_sum_squares(x.g, n);
+    CHECK_CLOSE(sg, sc, 0.0, 1e-12, "nn_sum_squares (double accumulation) %.12g vs %.12g", sg, sc);
+    CHECK_CLOSE(nn_sum_squares(x.g + 1, 5), cpu_nn_sum_squares(x.c + 1, 5), 0.0, 1e-12, "nn_sum_squares n=5");
+    CHECK(nn_all_finite(x.g, n) == 1 && cpu_nn_all_finite(x.c, n) == 1, "nn_all_finite on finite data");
+    x.c[12345] = NAN;
+    psync(x);
+    CHECK(nn_all_finite(x.g, n) == 0, "nn_all_finite sees a NaN");
+    x.c[12345] = 0.0f, x.c[n - 1] = -INFINITY;
+    psync(x);
+    CHECK(nn_all_finite(x.g, n) == 0, "nn_all_finite sees -Inf in the last element");
+    CHECK(nn_all_finite(x.g, n - 1) == 1, "nn_all_finite on the finite prefix");
+    pfree(x);
+}
+
+static void test_silu_dropout_randn(void) {
+    covered("silu_forward"), covered("silu_backward"), covered("dropout_forward"), covered("dropout_backward");
+    covered("nn_randn");
+    size_t n = 65537;
+    Pair x = prand(n, -12, 12), y = pnew(n), go = prand(n, -1, 1), dx = pnew(n), m = pnew(n);
+    cpu_silu_forward(y.c, x.c, n), silu_forward(y.g, x.g, n);
+    cmp("silu_forward", y, TA, TR);
+    cpu_silu_backward(dx.c, go.c, x.c, n), silu_backward(dx.g, go.g, x.g, n);
+    cmp("silu_backward", dx, TA, TR);
+    float ps[3] = {0.05f, 0.3f, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        char name[96];
+        uint64_t seed = 1234567 + k;
+        cpu_dropout_forward(y.c, m.c, x.c, n, ps[k], seed), dropout_forward(y.g, m.g, x.g, n, ps[k], seed);
+        snprintf(name, sizeof name, "dropout_forward mask (p=%.2f)", ps[k]);
+        cmp_exact(name, m);
+        snprintf(name, sizeof name, "dropout_forward out (p=%.2f)", ps[k]);
+        cmp_exact(name, y);
+        cpu_dropout_backward(dx.c, go.c, m.c, n), dropout_backward(dx.g, go.g, m.g, n);
+        snprintf(name, sizeof name, "dropout_backward (p=%.2f)", ps[k]);
+        cmp_exact(name, dx);
+    }
+    pfree(x), pfree(y), pfree(go), pfree(dx), pfree(m);
+    // randn: Box-Muller in double on both sides; the device's log/cos may differ from glibc's in
+    // the last double ulp, which changes the float result only in rare rounding-boundary cases.
+    size_t nr = (size_t)1 << 20;
+    Pair r = pnew(nr);
+    cpu_nn_randn(r.c, nr, 99), nn_randn(r.g, nr, 99);
+    const float *g = gpu_of(r.g, nr);
+    size_t diff = 0;
+    double maxd = 0, s = 0, s2 = 0;
+    for (size_t i = 0; i < nr; i++) {
+        if (memcmp(&g[i], &r.c[i], 4)) diff++;
+        double d = fabs((double)g[i] - r.c[i]);
+        if (d > maxd) maxd = d;
+        s += g[i], s2 += (double)g[i] * g[i];
+    }
+    double mean = s / nr, var = s2 / nr - mean * mean;
+    CHECK(diff <= nr / 100000 && maxd <= 1e-5, "nn_randn equals the CPU stream (%zu of %zu differ, max %.2e)", diff, nr,
+          maxd);
+    CHECK(fabs(mean) < 0.01 && fabs(var - 1.0) < 0.01, "nn_randn moments: mean %.4f var %.4f", mean, var);
+    pfree(r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+static const char *impl_name(int impl, int det) {
+    return impl == NN_CONV_IM2COL ? "im2col" : (det ? "cudnn-det" : "cudnn");
+}
+
+static void test_conv_one(int B, int Cin, int Cout, int H, int W, int K, int bias, int impl, int det) {
+    covered("conv2d_forward"), covered("conv2d_backward");
+    nn_cuda_set_conv_impl(impl);
+    nn_cuda_set_deterministic(det);
+    char tag[160], name[224];
+    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d%s [%s]", B, Cin, Cout, H, W, K, bias ? "" : " nobias",
+             impl_name(impl, det));
+    size_t nx = (size_t)B * Cin * H * W, ny = (size_t)B * Cout * H * W, nw = (size_t)Cout * Cin * K * K;
+    float bound = 1.0f / sqrtf((float)Cin * K * K);
+    Pair x = prand(nx, -1, 1), w = prand(nw, -bound, bound), b = prand(Cout, -bound, bound), y = pnew(ny);
+    Pair go = prand(ny, -1, 1), dx = prand(nx, -5, 5), dw = prand(nw, -1, 1), db = prand(Cout, -1, 1);
+    cpu_conv2d_forward(y.c, x.c, w.c, bias ? b.c : NULL, B, Cin, Cout, H, W, K);
+    conv2d_forward(y.g, x.g, w.g, bias ? b.g : NULL, B, Cin, Cout, H, W, K);
+    snprintf(name, sizeof name, "conv2d_forward out %s", tag);
+    cmp(name, y, TA, TR);
+    cpu_conv2d_backward(dx.c, dw.c, bias ? db.c : NULL, go.c, x.c, w.c, B, Cin, Cout, H, W, K);
+    conv2d_backward(dx.g, dw.g, bias ? db.g : NULL, go.g, x.g, w.g, B, Cin, Cout, H, W, K);
+    snprintf(name, sizeof name, "conv2d_backward dx %s", tag);
+    cmp(name, dx, TA, TR);
+    snprintf(name, sizeof name, "conv2d_backward dw (+=) %s", tag);
+    cmp(name, dw, TA, TR);
+    if (bias) {
+        snprintf(name, sizeof name, "conv2d_backward db (+=) %s", tag);
+        cmp(name, db, TA, TR);
+    }
+    // dx = NULL: only the weight gradients accumulate (again)
+    cpu_conv2d_backward(NULL, dw.c, NULL, go.c, x.c, w.c, B, Cin, Cout, H, W, K);
+    conv2d_backward(NULL, dw.g, NULL, go.g, x.g, w.g, B, Cin, Cout, H, W, K);
+    snprintf(name, sizeof name, "conv2d_backward dw only (dx, db NULL) %s", tag);
+    cmp(name, dw, TA, TR);
+    pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
+    nn_cuda_set_conv_impl(NN_CONV_CUDNN);
+    nn_cuda_set_deterministic(0);
+}
+
+static void test_conv(int big) {
+    long fb0 = nn_cuda_conv_fallback_calls();
+    int shapes[][7] = {
+        {2, 3, 5, 9, 7, 3, 1}, {2, 16, 32, 32, 32, 3, 1}, {1, 32, 16, 17, 19, 1, 1}, {2, 8, 8, 8, 8, 3, 0},
+        {1, 5, 64, 64, 64, 3, 1}, // AE entry conv (C_pix -> h0)
+    };
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int s = 0; s < ns; s++)
+        for (int mode = 0; mode < 3; mode++) {
+            int impl = mode == 2 ? NN_CONV_IM2COL : NN_CONV_CUDNN, det = mode == 1;
+            int *S = shapes[s];
+            test_conv_one(S[0], S[1], S[2], S[3], S[4], S[5], S[6], impl, det);
+        }
+    if (big) {
+        test_conv_one(2, 64, 64, 128, 128, 3, 1, NN_CONV_CUDNN, 0);
+        test_conv_one(1, 256, 512, 32, 32, 3, 1, NN_CONV_CUDNN, 1);
+        test_conv_one(1, 1024, 1024, 16, 16, 1, 1, NN_CONV_CUDNN, 0);
+    }
+    long fb = nn_cuda_conv_fallback_calls() - fb0;
+    printf("# conv: %ld calls fell back from cuDNN to im2col%s\n", fb, fb ? " (see the warning above)" : "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// AE image ops
+
+static void test_image_ops(void) {
+    covered("pixel_unshuffle"), covered("pixel_shuffle"), covered("layernorm_channels_forward");
+    covered("layernorm_channels_backward"), covered("transpose_bcn"), covered("saturation_forward");
+    covered("saturation_backward");
+    char name[160];
+    int cases[][5] = {{2, 3, 8, 12, 2}, {1, 4, 16, 8, 4}, {2, 5, 6, 6, 1}};
+    for (int k = 0; k < 3; k++) {
+        int B = cases[k][0], C = cases[k][1], H = cases[k][2], W = cases[k][3], s = cases[k][4];
+        size_t n = (size_t)B * C * H * W;
+        Pair x = prand(n, -1, 1), y = pnew(n), z = pnew(n);
+        cpu_pixel_unshuffle(y.c, x.c, B, C, H, W, s), pixel_unshuffle(y.g, x.g, B, C, H, W, s);
+        snprintf(name, sizeof name, "pixel_unshuffle B=%d C=%d %dx%d s=%d", B, C, H, W, s);
+        cmp_exact(name, y);
+        cpu_pixel_shuffle(z.c, y.c, B, C, H / s, W / s, s), pixel_shuffle(z.g, y.g, B, C, H / s, W / s, s);
+        snprintf(name, sizeof name, "pixel_shuffle (inverse) B=%d C=%d %dx%d s=%d", B, C, H / s, W / s, s);
+        cmp_exact(name, z);
+        const float *g = gpu_of(z.g, n);
+        CHECK(!memcmp(g, x.c, n * sizeof(float)), "pixel_shuffle(pixel_unshuffle(x)) == x on the GPU (s=%d)", s);
+        pfree(x), pfree(y), pfree(z);
+    }
+    int lc[][3] = {{2, 24, 77}, {1, 64, 4096}, {3, 2, 10}};
+    for (int k = 0; k < 3; k++) {
+        int B = lc[k][0], C = lc[k][1], HW = lc[k][2];
+        size_t n = (size_t)B * C * HW, nm = (size_t)B * HW;
+        Pair x = prand(n, -2, 3), y = pnew(n), mu = pnew(nm), rs = pnew(nm), go = prand(n, -1, 1), dx = prand(n, 0, 1);
+        cpu_layernorm_channels_forward(y.c, mu.c, rs.c, x.c, B, C, HW, 1e-5f);
+        layernorm_channels_forward(y.g, mu.g, rs.g, x.g, B, C, HW, 1e-5f);
+        snprintf(name, sizeof name, "layernorm_channels_forward out B=%d C=%d HW=%d", B, C, HW);
+        cmp(name, y, TA, TR);
+        snprintf(name, sizeof name, "layernorm_channels_forward mean B=%d C=%d HW=%d", B, C, HW);
+        cmp(name, mu, TA, TR);
+        snprintf(name, sizeof name, "layernorm_channels_forward rstd B=%d C=%d HW=%d", B, C, HW);
+        cmp(name, rs, TA, TR);
+        cpu_layernorm_channels_backward(dx.c, go.c, x.c, mu.c, rs.c, B, C, HW);
+        layernorm_channels_backward(dx.g, go.g, x.g, mu.g, rs.g, B, C, HW);
+        snprintf(name, sizeof name, "layernorm_channels_backward dx B=%d C=%d HW=%d", B, C, HW);
+        cmp(name, dx, TA, TR);
+        pfree(x), pfree(y), pfree(mu), pfree(rs), pfree(go), pfree(dx);
+    }
+    {   // spec value (lola-spec.md 2.1): [1, 2, 3, 4] over channels -> [-1.161892, -0.387297, 0.387297, 1.161892]
+        float h[4] = {1, 2, 3, 4}, o[4];
+        float *x = nn_alloc(4), *y = nn_alloc(4), *m = nn_alloc(1), *r = nn_alloc(1);
+        nn_to_backend(x, h, 4);
+        layernorm_channels_forward(y, m, r, x, 1, 4, 1, 1e-5f);
+        nn_to_host(o, y, 4);
+        CHECK(fabsf(o[0] + 1.161892f) < 2e-6f && fabsf(o[3] - 1.161892f) < 2e-6f,
+              "layernorm_channels spec value (unbiased): %.6f %.6f %.6f %.6f", o[0], o[1], o[2], o[3]);
+        nn_free(x), nn_free(y), nn_free(m), nn_free(r);
+    }
+    int tc[][3] = {{3, 37, 70}, {2, 64, 1024}, {1, 1, 5}};
+    for (int k = 0; k < 3; k++) {
+        int B = tc[k][0], C = tc[k][1], N = tc[k][2];
+        size_t n = (size_t)B * C * N;
+        Pair x = prand(n, -1, 1), y = pnew(n);
+        cpu_transpose_bcn(y.c, x.c, B, C, N), transpose_bcn(y.g, x.g, B, C, N);
+        snprintf(name, sizeof name, "transpose_bcn B=%d C=%d N=%d", B, C, N);
+        cmp_exact(name, y);
+        pfree(x), pfree(y);
+    }
+    const char *sat_names[] = {"none", "softclip2", "softclip", "tanh", "arcsinh", "rmsnorm"};
+    for (int kind = SAT_NONE; kind <= SAT_RMSNORM; kind++) {
+        int B = 2, C = 8, HW = 50;
+        size_t n = (size_t)B * C * HW;
+        Pair x = prand(n, -20, 20), y = pnew(n), go = prand(n, -1, 1), dx = pnew(n);
+        cpu_saturation_forward(y.c, x.c, B, C, HW, kind), saturation_forward(y.g, x.g, B, C, HW, kind);
+        snprintf(name, sizeof name, "saturation_forward %s", sat_names[kind]);
+        cmp(name, y, TA, TR);
+        cpu_saturation_backward(dx.c, go.c, x.c, B, C, HW, kind), saturation_backward(dx.g, go.g, x.g, B, C, HW, kind);
+        snprintf(name, sizeof name, "saturation_backward %s", sat_names[kind]);
+        cmp(name, dx, TA, TR);
+        pfree(x), pfree(y), pfree(go), pfree(dx);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense / transformer ops
+
+static void test_linear(int big) {
+    covered("linear_forward"), covered("linear_backward");
+    int cases[][4] = {{37, 65, 129, 1}, {256, 512, 384, 1}, {5, 7, 3, 0}, {1280, 256, 768, 0}, {1024, 1024, 1024, 1}};
+    int nc = big ? 5 : 4;
+    char name[160];
+    for (int k = 0; k < nc; k++) {
+        int M = cases[k][0], K = cases[k][1], N = cases[k][2], bias = cases[k][3];
+        float bound = 1.0f / sqrtf((float)K);
+        Pair x = prand((size_t)M * K, -1, 1), w = prand((size_t)N * K, -bound, bound), b = prand(N, -bound, bound);
+        Pair y = pnew((size_t)M * N), go = prand((size_t)M * N, -1, 1), dx = prand((size_t)M * K, -1, 1);
+        Pair dw = prand((size_t)N * K, -1, 1), db = prand(N, -1, 1);
+        char tag[64];
+        snprintf(tag, sizeof tag, "M=%d K=%d N=%d%s", M, K, N, bias ? "" : " nobias");
+        cpu_linear_forward(y.c, x.c, w.c, bias ? b.c : NULL, M, K, N);
+        linear_forward(y.g, x.g, w.g, bias ? b.g : NULL, M, K, N);
+        snprintf(name, sizeof name, "linear_forward %s", tag);
+        cmp(name, y, TA, TR);
+        cpu_linear_backward(dx.c, dw.c, bias ? db.c : NULL, go.c, x.c, w.c, M, K, N);
+        linear_backward(dx.g, dw.g, bias ? db.g : NULL, go.g, x.g, w.g, M, K, N);
+        snprintf(name, sizeof name, "linear_backward dx %s", tag);
+        cmp(name, dx, TA, TR);
+        snprintf(name, sizeof name, "linear_backward dw (+=) %s", tag);
+        cmp(name, dw, TA, TR);
+        if (bias) {
+            snprintf(name, sizeof name, "linear_backward db (+=) %s", tag);
+            cmp(name, db, TA, TR);
+        }
+        cpu_linear_backward(NULL, dw.c, NULL, go.c, x.c, w.c, M, K, N);
+        linear_backward(NULL, dw.g, NULL, go.g, x.g, w.g, M, K, N);
+        snprintf(name, sizeof name, "linear_backward dw only (dx, db NULL) %s", tag);
+        cmp(name, dw, TA, TR);
+        if (k == 1) { // TF32 switch: close to fp32 within TF32's 10-bit mantissa, then back off
+            nn_cuda_set_tf32(1);
+            linear_forward(y.g, x.g, w.g, b.g, M, K, N);
+            snprintf(name, sizeof name, "linear_forward with TF32 on (loose: 3e-3*rms + 3e-3) %s", tag);
+            cmp(name, y, 3e-3, 3e-3);
+            nn_cuda_set_tf32(0);
+            linear_forward(y.g, x.g, w.g, b.g, M, K, N);
+            snprintf(name, sizeof name, "linear_forward after TF32 off again %s", tag);
+            cmp(name, y, TA, TR);
+        }
+        pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
+    }
+}
+
+static void test_layernorm(void) {
+    covered("layernorm_forward"), covered("layernorm_backward");
+    int cases[][2] = {{50, 96}, {300, 1024}, {7, 5}};
+    char name[128];
+    for (int k = 0; k < 3; k++) {
+        int M = cases[k][0], D = cases[k][1];
+        size_t n = (size_t)M * D;
+        Pair x = prand(n, -2, 3), y = pnew(n), mu = pnew(M), rs = pnew(M), go = prand(n, -1, 1), dx = pnew(n);
+        cpu_layernorm_forward(y.c, mu.c, rs.c, x.c, M, D, 1e-5f), layernorm_forward(y.g, mu.g, rs.g, x.g, M, D, 1e-5f);
+        snprintf(name, sizeof name, "layernorm_forward out M=%d D=%d", M, D);
+        cmp(name, y, TA, TR);
+        snprintf(name, sizeof name, "layernorm_forward mean M=%d D=%d", M, D);
+        cmp(name, mu, TA, TR);
+        snprintf(name, sizeof name, "layernorm_forward rstd M=%d D=%d", M, D);
+        cmp(name, rs, TA, TR);
+        cpu_layernorm_backward(dx.c, go.c, x.c, mu.c, rs.c, M, D), layernorm_backward(dx.g, go.g, x.g, mu.g, rs.g, M, D);
+        snprintf(name, sizeof name, "layernorm_backward dx M=%d D=%d", M, D);
+        cmp(name, dx, TA, TR);
+        pfree(x), pfree(y), pfree(mu), pfree(rs), pfree(go), pfree(dx);
+    }
+}
+
+static void test_modulate_gated(void) {
+    covered("modulate_forward"), covered("modulate_backward"), covered("gated_residual_forward");
+    covered("gated_residual_backward");
+    int cases[][3] = {{3, 17, 40}, {2, 1280, 256}, {1, 300, 1024}};
+    char name[160];
+    for (int k = 0; k < 3; k++) {
+        int B = cases[k][0], N = cases[k][1], D = cases[k][2], ld = 4 * D;
+        size_t n = (size_t)B * N * D;
+        char tag[64];
+        snprintf(tag, sizeof tag, "B=%d N=%d D=%d", B, N, D);
+        Pair mod = prand((size_t)B * ld, -0.5f, 0.5f), x = prand(n, -2, 2), y = prand(n, -2, 2), o = pnew(n);
+        Pair go = prand(n, -1, 1), dx = pnew(n), dy = pnew(n), dmod = prand((size_t)B * ld, -1, 1);
+        cpu_modulate_forward(o.c, x.c, mod.c, mod.c + D, B, N, D, ld);
+        modulate_forward(o.g, x.g, mod.g, mod.g + D, B, N, D, ld);
+        snprintf(name, sizeof name, "modulate_forward %s", tag);
+        cmp(name, o, TA, TR);
+        cpu_modulate_backward(dx.c, dmod.c, dmod.c + D, go.c, x.c, mod.c, B, N, D, ld);
+        modulate_backward(dx.g, dmod.g, dmod.g + D, go.g, x.g, mod.g, B, N, D, ld);
+        snprintf(name, sizeof name, "modulate_backward dx %s", tag);
+        cmp(name, dx, TA, TR);
+        // sums over N tokens in a different order (chunked on the GPU)
+        snprintf(name, sizeof name, "modulate_backward da, dc (+=, stride ld; rest untouched) %s", tag);
+        cmp(name, dmod, TA, TR);
+        cpu_gated_residual_forward(o.c, x.c, y.c, mod.c + 2 * D, B, N, D, ld);
+        gated_residual_forward(o.g, x.g, y.g, mod.g + 2 * D, B, N, D, ld);
+        snprintf(name, sizeof name, "gated_residual_forward %s", tag);
+        cmp(name, o, TA, TR);
+        cpu_gated_residual_backward(dx.c, dy.c, dmod.c + 2 * D, go.c, x.c, y.c, mod.c + 2 * D, B, N, D, ld);
+        gated_residual_backward(dx.g, dy.g, dmod.g + 2 * D, go.g, x.g, y.g, mod.g + 2 * D, B, N, D, ld);
+        snprintf(name, sizeof name, "gated_residual_backward dx %s", tag);
+        cmp(name, dx, TA, TR);
+        snprintf(name, sizeof name, "gated_residual_backward dy %s", tag);
+        cmp(name, dy, TA, TR);
+        snprintf(name, sizeof name, "gated_residual_backward dg (+=) %s", tag);
+        cmp(name, dmod, TA, TR);
+        // aliasing: out = x in forward, dx = dout in backward
+        cpu_gated_residual_forward(x.c, x.c, y.c, mod.c + 2 * D, B, N, D, ld);
+        gated_residual_forward(x.g, x.g, y.g, mod.g + 2 * D, B, N, D, ld);
+        snprintf(name, sizeof name, "gated_residual_forward out aliasing x %s", tag);
+        cmp(name, x, TA, TR);
+        cpu_gated_residual_backward(go.c, NULL, NULL, go.c, x.c, y.c, mod.c + 2 * D, B, N, D, ld);
+        gated_residual_backward(go.g, NULL, NULL, go.g, x.g, y.g, mod.g + 2 * D, B, N, D, ld);
+        snprintf(name, sizeof name, "gated_residual_backward dx aliasing dout, dy/dg NULL %s", tag);
+        cmp(name, go, TA, TR);
+        pfree(mod), pfree(x), pfree(y), pfree(o), pfree(go), pfree(dx), pfree(dy), pfree(dmod);
+    }
+}
+
+static void test_qk_norm_rope(int big) {
+    covered("qk_norm_rope_forward"), covered("qk_norm_rope_backward");
+    int cases[][4] = {{2, 20, 3, 16}, {1, 33, 2, 15}, {2, 256, 8, 128}};
+    char name[160];
+    for (int k = 0; k < 3; k++)
+        for (int qn = 0; qn < 2; qn++)
+            for (int rope = 0; rope < 2; rope++) {
+                int B = cases[k][0], N = cases[k][1], H = cases[k][2], dh = cases[k][3], D = H * dh;
+                if (rope && dh % 2) continue;
+                if (k == 2 && !(qn && rope)) continue; // the model's setting only at the big shape
+                size_t n = (size_t)B * N * 3 * D, na = (size_t)N * (D / 2);
+                Pair qkv = prand(n, -2, 2), o = pnew(n), rs = pnew((size_t)B * N * 2 * H), ang = prand(na, -3, 3);
+                Pair go = prand(n, -1, 1), dq = pnew(n), dang = prand(na, -1, 1);
+                char tag[96];
+                snprintf(tag, sizeof tag, "B=%d N=%d H=%d dh=%d qknorm=%d rope=%d", B, N, H, dh, qn, rope);
+                cpu_qk_norm_rope_forward(o.c, rs.c, qkv.c, ang.c, B, N, H, dh, qn, rope);
+                qk_norm_rope_forward(o.g, rs.g, qkv.g, ang.g, B, N, H, dh, qn, rope);
+                snprintf(name, sizeof name, "qk_norm_rope_forward out %s", tag);
+                cmp(name, o, TA, TR);
+                snprintf(name, sizeof name, "qk_norm_rope_forward rstd %s", tag);
+                cmp(name, rs, TA, TR);
+                cpu_qk_norm_rope_backward(dq.c, rope ? dang.c : NULL, go.c, qkv.c, rs.c, ang.c, B, N, H, dh, qn, rope);
+                qk_norm_rope_backward(dq.g, rope ? dang.g : NULL, go.g, qkv.g, rs.g, ang.g, B, N, H, dh, qn, rope);
+                snprintf(name, sizeof name, "qk_norm_rope_backward dqkv %s", tag);
+                cmp(name, dq, TA, TR);
+                if (rope) {
+                    snprintf(name, sizeof name, "qk_norm_rope_backward dangle (+=) %s", tag);
+                    cmp(name, dang, TA, TR);
+                }
+                pfree(qkv), pfree(o), pfree(rs), pfree(ang), pfree(go), pfree(dq), pfree(dang);
+            }
+    (void)big;
+}
+
+static void test_attention_one(int B, int N, int H, int dh, size_t chunk) {
+    covered("attention_save_floats"), covered("attention_forward"), covered("attention_backward");
+    nn_cuda_set_attention_chunk(chunk);
+    int D = H * dh;
+    size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D;
+    char tag[128], name[192];
+    snprintf(tag, sizeof tag, "B=%d N=%d H=%d dh=%d%s", B, N, H, dh, chunk ? " (one head per chunk)" : "");
+    Pair qkv = prand(n, -2, 2), o = pnew(no), go = prand(no, -1, 1), dq = prand(n, -9, 9);
+    size_t sc = cpu_attention_save_floats(B, N, H), sg = attention_save_floats(B, N, H);
+    float *save_c = cpu_nn_alloc(sc), *save_g = nn_alloc(sg);
+    cpu_attention_forward(o.c, save_c, qkv.c, B, N, H, dh);
+    attention_forward(o.g, save_g, qkv.g, B, N, H, dh);
+    snprintf(name, sizeof name, "attention_forward out %s", tag);
+    cmp(name, o, TA, TR);
+    cpu_attention_backward(dq.c, go.c, qkv.c, o.c, save_c, B, N, H, dh);
+    attention_backward(dq.g, go.g, qkv.g, o.g, save_g, B, N, H, dh);
+    // dS = P (dP - rowsum(dO O)) cancels: reduction-order differences are amplified a little.
+    snprintf(name, sizeof name, "attention_backward dqkv (2e-5*rms + 2e-4) %s", tag);
+    cmp(name, dq, 2e-5, 2e-4);
+    cpu_nn_free(save_c);
+    nn_free(save_g);
+    pfree(qkv), pfree(o), pfree(go), pfree(dq);
+    nn_cuda_set_attention_chunk(0);
+}
+
+static void test_attention(int big) {
+    test_attention_one(2, 77, 3, 16, 0);
+    test_attention_one(1, 300, 2, 64, 0);
+    test_attention_one(2, 256, 8, 128, 0);
+    test_attention_one(2, 100, 4, 32, 100 * 100); // forces chunks of one head
+    test_attention_one(1, 5, 1, 8, 0);
+    if (big) test_attention_one(1, 1280, 8, 128, 0);
+}
+
+static void test_sine(void) {
+    covered("sine_encoding_forward");
+    int n = 33, D = 256;
+    Pair x = prand(n, -50, 50), y = pnew((size_t)n * D);
+    x.c[0] = 0.0f, x.c[1] = 1.0f;
+    psync(x);
+    cpu_sine_encoding_forward(y.c, x.c, n, D, 1e3f), sine_encoding_forward(y.g, x.g, n, D, 1e3f);
+    cmp("sine_encoding_forward n=33 D=256 omega=1e3", y, TA, TR);
+    pfree(x), pfree(y);
+}
+
+static void test_rows_where(void) {
+    covered("nn_rows_axpby"), covered("nn_where");
+    int B = 3;
+    size_t n = 1001, t = (size_t)B * n;
+    Pair a = prand(B, -2, 2), c = prand(B, -2, 2), x = prand(t, -1, 1), y = prand(t, -1, 1), o = pnew(t);
+    cpu_nn_rows_axpby(o.c, a.c, x.c, c.c, y.c, B, n), nn_rows_axpby(o.g, a.g, x.g, c.g, y.g, B, n);
+    cmp("nn_rows_axpby a x + c y", o, 1e-6, 1e-6); // FMA contraction on the GPU
+    cpu_nn_rows_axpby(o.c, a.c, x.c, NULL, NULL, B, n), nn_rows_axpby(o.g, a.g, x.g, NULL, NULL, B, n);
+    cmp_exact("nn_rows_axpby a x (c, y NULL)", o);
+    cpu_nn_rows_axpby(x.c, a.c, x.c, c.c, y.c, B, n), nn_rows_axpby(x.g, a.g, x.g, c.g, y.g, B, n);
+    cmp("nn_rows_axpby out aliasing x", x, 1e-6, 1e-6);
+    Pair m = pnew(t);
+    for (size_t i = 0; i < t; i++) m.c[i] = rng_uniform(&R) < 0.4 ? 1.0f : 0.0f;
+    psync(m);
+    cpu_nn_where(o.c, m.c, x.c, y.c, t), nn_where(o.g, m.g, x.g, y.g, t);
+    cmp_exact("nn_where with y", o);
+    cpu_nn_where(o.c, m.c, x.c, NULL, t), nn_where(o.g, m.g, x.g, NULL, t);
+    cmp_exact("nn_where y NULL", o);
+    cpu_nn_where(y.c, m.c, x.c, y.c, t), nn_where(y.g, m.g, x.g, y.g, t);
+    cmp_exact("nn_where out aliasing y", y);
+    pfree(a), pfree(c), pfree(x), pfree(y), pfree(o), pfree(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losses, optimizer
+
+static void test_losses(void) {
+    covered("mse_loss"), covered("mae_loss"), covered("vrmse_loss");
+    size_t n = 100007;
+    Pair p = prand(n, -1, 1), t = prand(n, -1, 1), d = pnew(n);
+    t.c[5] = p.c[5]; // an exact zero difference (MAE subgradient 0)
+    psync(t);
+    double lc = cpu_mse_loss(d.c, p.c, t.c, n, 0.5f), lg = mse_loss(d.g, p.g, t.g, n, 0.5f);
+    CHECK_CLOSE(lg, lc, 0.0, 1e-10, "mse_loss value %.12g vs %.12g", lg, lc);
+    cmp("mse_loss dpred", d, 1e-6, 1e-6);
+    lc = cpu_mae_loss(d.c, p.c, t.c, n, 2.0f), lg = mae_loss(d.g, p.g, t.g, n, 2.0f);
+    CHECK_CLOSE(lg, lc, 0.0, 1e-10, "mae_loss value %.12g vs %.12g", lg, lc);
+    cmp_exact("mae_loss dpred", d);
+    CHECK_CLOSE(mse_loss(NULL, p.g, t.g, n, 1.0f), cpu_mse_loss(NULL, p.c, t.c, n, 1.0f), 0.0, 1e-10,
+                "mse_loss without gradient");
+    pfree(p), pfree(t), pfree(d);
+    int B = 2, C = 3, HW = 500;
+    size_t nv = (size_t)B * C * HW;
+    p = prand(nv, -1, 1), t = prand(nv, -2, 2), d = pnew(nv);
+    for (int i = 0; i < HW; i++) p.c[(size_t)4 * HW + i] = t.c[(size_t)4 * HW + i]; // row 4 exact: r = 0
+    psync(p);
+    lc = cpu_vrmse_loss(d.c, p.c, t.c, B, C, HW, 0.01f, 0.5f), lg = vrmse_loss(d.g, p.g, t.g, B, C, HW, 0.01f, 0.5f);
+    CHECK_CLOSE(lg, lc, 0.0, 1e-9, "vrmse_loss value %.12g vs %.12g", lg, lc);
+    cmp("vrmse_loss dpred (a row with zero error included)", d, TA, TR);
+    CHECK_CLOSE(vrmse_loss(NULL, p.g, t.g, B, C, HW, 0.01f, 1.0f), lc, 0.0, 1e-9, "vrmse_loss without gradient");
+    pfree(p), pfree(t), pfree(d);
+}
+
+static void test_adamw(void) {
+    covered("adamw_update");
+    size_t n = 100001;
+    Pair p = prand(n, -1, 1), m = pnew(n), v = pnew(n), g = pnew(n);
+    char name[96];
+    for (int t = 1; t <= 3; t++) {
+        for (size_t i = 0; i < n; i++) g.c[i] = urand(-1, 1) * (i % 7 == 0 ? 1e-3f : 1.0f);
+        psync(g);
+        cpu_adamw_update(p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+        adamw_update(p.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+        snprintf(name, sizeof name, "adamw_update p, step %d", t);
+        cmp(name, p, 1e-6, 1e-6);
+        snprintf(name, sizeof name, "adamw_update m, step %d", t);
+        cmp(name, m, 1e-6, 1e-6);
+        snprintf(name, sizeof name, "adamw_update v, step %d", t);
+        cmp(name, v, 1e-6, 1e-6);
+    }
+    pfree(p), pfree(m), pfree(v), pfree(g);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Determinism: the same call twice gives the same bits (deterministic cuDNN algorithms).
+
+static int same_bits(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof(float)); }
+
+static void test_determinism(void) {
+    nn_cuda_set_deterministic(1);
+    int B = 2, Cin = 32, Cout = 32, H = 64, W = 64, K = 3;
+    size_t nx = (size_t)B * Cin * H * W, nw = (size_t)Cout * Cin * K * K;
+    Pair x = prand(nx, -1, 1), w = prand(nw, -0.06f, 0.06f), go = prand(nx, -1, 1);
+    float *dx = nn_alloc(nx), *dw = nn_alloc(nw), *db = nn_alloc(Cout);
+    float *h1 = LOLA_NEW(float, nx), *h2 = LOLA_NEW(float, nx), *w1 = LOLA_NEW(float, nw), *w2 = LOLA_NEW(float, nw);
+    for (int rep = 0; rep < 2; rep++) {
+        nn_zero(dw, nw), nn_zero(db, Cout);
+        conv2d_backward(dx, dw, db, go.g, x.g, w.g, B, Cin, Cout, H, W, K);
+        nn_to_host(rep ? h2 : h1, dx, nx);
+        nn_to_host(rep ? w2 : w1, dw, nw);
+    }
+    CHECK(same_bits(h1, h2, nx) && same_bits(w1, w2, nw), "deterministic conv2d_backward: two runs bit-identical");
+    nn_cuda_set_deterministic(0);
+    int N = 256, Hh = 4, dh = 64, D = Hh * dh;
+    size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D;
+    Pair qkv = prand(n, -2, 2), gout = prand(no, -1, 1);
+    float *o = nn_alloc(no), *save = nn_alloc(attention_save_floats(B, N, Hh)), *dq = nn_alloc(n);
+    float *a1 = LOLA_NEW(float, n), *a2 = LOLA_NEW(float, n);
+    for (int rep = 0; rep < 2; rep++) {
+        attention_forward(o, save, qkv.g, B, N, Hh, dh);
+        attention_backward(dq, gout.g, qkv.g, o, save, B, N, Hh, dh);
+        nn_to_host(rep ? a2 : a1, dq, n);
+    }
+    CHECK(same_bits(a1, a2, n), "attention forward+backward: two runs bit-identical");
+    double s1 = nn_sum_squares(qkv.g, n), s2 = nn_sum_squares(qkv.g, n);
+    CHECK(s1 == s2, "nn_sum_squares: two runs bit-identical");
+    free(h1), free(h2), free(w1), free(w2), free(a1), free(a2);
+    nn_free(dx), nn_free(dw), nn_free(db), nn_free(o), nn_free(save), nn_free(dq);
+    pfree(x), pfree(w), pfree(go), pfree(qkv), pfree(gout);
+}
+
+static void test_coverage(void) {
+    int missing = 0;
+    for (int i = 0; i < N_NAMES; i++)
+        if (!tested[i]) {
+            printf("  not exercised: %s\n", all_names[i]);
+            missing++;
+        }
+    CHECK(missing == 0, "coverage: %d of %d nn.h functions exercised against the CPU backend", N_NAMES - missing,
+          N_NAMES);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timings
+
+#define TIME_IT(iters, result, stmt)                                                                                  \
+    do {                                                                                                             \
+        stmt;                                                                                                        \
+        nn_sync();                                                                                                   \
+        double t0_ = lola_time();                                                                                    \
+        for (int it_ = 0; it_ < (iters); it_++) {                                                                    \
+            stmt;                                                                                                    \
+        }                                                                                                            \
+        nn_sync();                                                                                                   \
+        result = (lola_time() - t0_) / (iters);                                                                      \
+    } while (0)
+
+static float *dev_rand(size_t n, uint64_t seed, float scale) {
+    float *p = nn_alloc(n);
+    nn_randn(p, n, seed);
+    nn_scale(p, scale, n);
+    return p;
+}
+
+static void bench_conv(int quick) {
+    int shapes[][6] = {
+        // B, Cin, Cout, H, W, K   (AE Euler 512x512, batch 8, levels 0..5)
+        {8, 64, 64, 512, 512, 3}, {8, 128, 128, 256, 256, 3}, {8, 256, 256, 128, 128, 3},
+        {8, 512, 512, 64, 64, 3}, {8, 768, 768, 32, 32, 3},   {8, 1024, 1024, 16, 16, 3},
+        {8, 1024, 1024, 16, 16, 1}, {8, 5, 64, 512, 512, 3},
+    };
+    int ns = quick ? 2 : (int)(sizeof shapes / sizeof shapes[0]);
+    for (int mode = 0; mode < 4; mode++) { // fp32 cudnn, tf32 cudnn, fp32 deterministic, fp32 im2col
+        if (quick && mode >= 2) break;
+        nn_cuda_set_tf32(mode == 1);
+        nn_cuda_set_deterministic(mode == 2);
+        nn_cuda_set_conv_impl(mode == 3 ? NN_CONV_IM2COL : NN_CONV_CUDNN);
+        const char *label = mode == 0 ? "fp32" : mode == 1 ? "tf32" : mode == 2 ? "fp32-det" : "fp32-im2col";
+        for (int s = 0; s < ns; s++) {
+            if (mode >= 2 && s > 1) break; // the big level-0/1 shapes are enough for these modes
+            int B = shapes[s][0], Cin = shapes[s][1], Cout = shapes[s][2], H = shapes[s][3], W = shapes[s][4];
+            int K = shapes[s][5];
+            size_t nx = (size_t)B * Cin * H * W, ny = (size_t)B * Cout * H * W, nw = (size_t)Cout * Cin * K * K;
+            float *x = dev_rand(nx, 1, 1.0f), *w = dev_rand(nw, 2, 0.03f), *b = dev_rand(Cout, 3, 0.03f);
+            float *y = nn_alloc(ny), *go = dev_rand(ny, 4, 1.0f), *dx = nn_alloc(nx), *dw = nn_alloc(nw);
+            float *db = nn_alloc(Cout);
+            double flop = 2.0 * B * Cout * Cin * K * K * (double)H * W, tf, tb;
+            int it = flop > 5e10 ? 5 : 20;
+            TIME_IT(it, tf, conv2d_forward(y, x, w, b, B, Cin, Cout, H, W, K));
+            TIME_IT(it, tb, conv2d_backward(dx, dw, db, go, x, w, B, Cin, Cout, H, W, K));
+            printf("BENCH conv%dx%d %-11s B=%d %4d->%-4d %3dx%-3d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f "
+                   "TFLOP/s\n",
+                   K, K, label, B, Cin, Cout, H, W, tf * 1e3, flop / tf * 1e-12, tb * 1e3, 2 * flop / tb * 1e-12);
+            fflush(stdout);
+            nn_free(x), nn_free(w), nn_free(b), nn_free(y), nn_free(go), nn_free(dx), nn_free(dw), nn_free(db);
+        }
+    }
+    nn_cuda_set_tf32(0);
+    nn_cuda_set_deterministic(0);
+    nn_cuda_set_conv_impl(NN_CONV_CUDNN);
+}
+
+static void bench_linear(int quick) {
+    int shapes[][3] = {
+        // M = 32 x 1280 tokens (DiT Euler batch 32), K, N: qkv, out proj, FFN up, FFN down
+        {40960, 1024, 3072}, {40960, 1024, 1024}, {40960, 1024, 4096}, {40960, 4096, 1024},
+    };
+    int ns = quick ? 1 : 4;
+    for (int mode = 0; mode < 2; mode++) {
+        nn_cuda_set_tf32(mode);
+        for (int s = 0; s < ns; s++) {
+            int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+            float *x = dev_rand((size_t)M * K, 5, 1.0f), *w = dev_rand((size_t)N * K, 6, 0.03f), *b = dev_rand(N, 7, 0.03f);
+            float *y = nn_alloc((size_t)M * N), *go = dev_rand((size_t)M * N, 8, 1.0f), *dx = nn_alloc((size_t)M * K);
+            float *dw = nn_alloc((size_t)N * K), *db = nn_alloc(N);
+            double flop = 2.0 * M * (double)K * N, tf, tb;
+            TIME_IT(5, tf, linear_forward(y, x, w, b, M, K, N));
+            TIME_IT(5, tb, linear_backward(dx, dw, db, go, x, w, M, K, N));
+            printf("BENCH linear %-4s M=%d K=%-4d N=%-4d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f TFLOP/s\n",
+                   mode ? "tf32" : "fp32", M, K, N, tf * 1e3, flop / tf * 1e-12, tb * 1e3, 2 * flop / tb * 1e-12);
+            fflush(stdout);
+            nn_free(x), nn_free(w), nn_free(b), nn_free(y), nn_free(go), nn_free(dx), nn_free(dw), nn_free(db);
+        }
+    }
+    nn_cuda_set_tf32(0);
+}
+
+static void bench_attention(int quick) {
+    int cases[][4] = {{32, 1280, 8, 128}, {8, 256, 8, 128}, {32, 320, 8, 128}};
+    int nc = quick ? 1 : 3;
+    for (int mode = 0; mode < 2; mode++) {
+        nn_cuda_set_tf32(mode);
+        for (int k = 0; k < nc; k++) {
+            int B = cases[k][0], N = cases[k][1], H = cases[k][2], dh = cases[k][3], D = H * dh;
+            size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D;
+            float *qkv = dev_rand(n, 9, 1.0f), *o = nn_alloc(no), *save = nn_alloc(attention_save_floats(B, N, H));
+            float *go = dev_rand(no, 10, 1.0f), *dq = nn_alloc(n);
+            double flop = 4.0 * B * (double)N * N * D, tf, tb; // QK^T + PV; backward counted as 2x
+            TIME_IT(3, tf, attention_forward(o, save, qkv, B, N, H, dh));
+            TIME_IT(3, tb, attention_backward(dq, go, qkv, o, save, B, N, H, dh));
+            printf("BENCH attention %-4s B=%d N=%d H=%d dh=%d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f "
+                   "TFLOP/s\n",
+                   mode ? "tf32" : "fp32", B, N, H, dh, tf * 1e3, flop / tf * 1e-12, tb * 1e3, 2 * flop / tb * 1e-12);
+            fflush(stdout);
+            nn_free(qkv), nn_free(o), nn_free(save), nn_free(go), nn_free(dq);
+        }
+    }
+    nn_cuda_set_tf32(0);
+}
+
+static void bench_memory_bound(void) {
+    double t;
+    {   // AdamW over the DiT's 222.8 M parameters: reads p g m v, writes p m v (28 bytes / element)
+        size_t n = 222820928;
+        float *p = dev_rand(n, 11, 0.02f), *g = dev_rand(n, 12, 1e-3f), *m = nn_alloc(n), *v = nn_alloc(n);
+        TIME_IT(5, t, adamw_update(p, g, m, v, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, 1));
+        printf("BENCH adamw n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 28.0 * n / t * 1e-9);
+        TIME_IT(5, t, nn_sum_squares(g, n));
+        printf("BENCH sum_squares n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 4.0 * n / t * 1e-9);
+        nn_free(p), nn_free(g), nn_free(m), nn_free(v);
+    }
+    {   // token LayerNorm (40960, 1024)
+        int M = 40960, D = 1024;
+        size_t n = (size_t)M * D;
+        float *x = dev_rand(n, 13, 1.0f), *y = nn_alloc(n), *mu = nn_alloc(M), *rs = nn_alloc(M), *dx = nn_alloc(n);
+        TIME_IT(10, t, layernorm_forward(y, mu, rs, x, M, D, 1e-5f));
+        printf("BENCH layernorm_forward M=%d D=%d  %8.3f ms %7.1f GB/s\n", M, D, t * 1e3, 8.0 * n / t * 1e-9);
+        TIME_IT(10, t, layernorm_backward(dx, y, x, mu, rs, M, D));
+        printf("BENCH layernorm_backward M=%d D=%d  %8.3f ms %7.1f GB/s\n", M, D, t * 1e3, 12.0 * n / t * 1e-9);
+        TIME_IT(10, t, modulate_forward(y, x, rs, rs, 32, 1280, D, 0));
+        printf("BENCH modulate_forward B=32 N=1280 D=%d  %8.3f ms %7.1f GB/s\n", D, t * 1e3, 8.0 * n / t * 1e-9);
+        TIME_IT(10, t, silu_forward(y, x, n));
+        printf("BENCH silu_forward n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 8.0 * n / t * 1e-9);
+        nn_free(x), nn_free(y), nn_free(mu), nn_free(rs), nn_free(dx);
+    }
+    {   // channel LayerNorm at AE level 0 (8, 64, 512x512)
+        int B = 8, C = 64, HW = 512 * 512;
+        size_t n = (size_t)B * C * HW;
+        float *x = dev_rand(n, 14, 1.0f), *y = nn_alloc(n), *mu = nn_alloc((size_t)B * HW), *rs = nn_alloc((size_t)B * HW);
+        TIME_IT(5, t, layernorm_channels_forward(y, mu, rs, x, B, C, HW, 1e-5f));
+        printf("BENCH layernorm_channels_forward B=%d C=%d HW=%d  %8.3f ms %7.1f GB/s\n", B, C, HW, t * 1e3,
+               8.0 * n / t * 1e-9);
+        TIME_IT(5, t, layernorm_channels_backward(y, x, x, mu, rs, B, C, HW));
+        printf("BENCH layernorm_channels_backward B=%d C=%d HW=%d  %8.3f ms %7.1f GB/s\n", B, C, HW, t * 1e3,
+               12.0 * n / t * 1e-9);
+        nn_free(x), nn_free(y), nn_free(mu), nn_free(rs);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    int run_tests = 1, big = 0, bench = 0, quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-tests")) run_tests = 0;
+        else if (!strcmp(argv[i], "--big")) big = 1;
+        else if (!strcmp(argv[i], "--bench")) bench = 1;
+        else if (!strcmp(argv[i], "--bench-quick")) bench = 1, quick = 1;
+        else {
+            fprintf(stderr, "usage: %s [--no-tests] [--big] [--bench] [--bench-quick]\n", argv[0]);
+            return 2;
+        }
+    }
+    R = rng_seed(20261130);
+    cpu_nn_init(-1);
+    nn_init(0);
+    if (run_tests) {
+        double t0 = lola_time();
+        test_memory();
+        test_blas1();
+        test_silu_dropout_randn();
+        test_conv(big);
+        test_image_ops();
+        test_linear(big);
+        test_layernorm();
+        test_modulate_gated();
+        test_qk_norm_rope(big);
+        test_attention(big);
+        test_sine();
+        test_rows_where();
+        test_losses();
+        test_adamw();
+        test_determinism();
+        test_coverage();
+        printf("# tests took %.1f s; scratch %.1f MiB; nn_alloc peak %.1f MiB\n", lola_time() - t0,
+               nn_cuda_scratch_bytes() / 1048576.0, nn_bytes_peak() / 1048576.0);
+    }
+    if (bench) {
+        double t0 = lola_time();
+        printf("# timings on %s\n", nn_backend_name());
+        fflush(stdout);
+        bench_linear(quick);
+        bench_attention(quick);
+        bench_conv(quick);
+        if (!quick) bench_memory_bound();
+        printf("# timings took %.1f s\n", lola_time() - t0);
+    }
+    return run_tests ? test_summary() : 0;
+}
