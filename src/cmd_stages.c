@@ -84,8 +84,7 @@ void info_models(const Config *cfg, FILE *out) {
     fprintf(out, "  encoder %.1f GFLOP, decoder %.1f GFLOP per sample (forward)\n", dcae_encoder_flops(&dc, H, W) / 1e9,
             dcae_decoder_flops(&dc, H, W) / 1e9);
     double per = ((double)dcae_arena_floats(&dc, 2, H, W) - (double)dcae_arena_floats(&dc, 1, H, W)) * 4.0;
-    fprintf(out, "  ~%.0f MiB activations per training sample (fp32, this backend)
-", per / 1048576.0);
+    fprintf(out, "  ~%.0f MiB activations per training sample (fp32, this backend)\n", per / 1048576.0);
     int window[3] = {cfg->trajectory.length, h, w};
     for (int k = 0; k < 2; k++) {
         EmuKind kind = k == 0 ? EMU_DM : EMU_NS;
