@@ -8,6 +8,7 @@
 #   make cuda-check    compile cuda/*.cu with nvcc and link the CUDA program (no GPU needed)
 #   make clean         remove $(BUILD)
 #   make help          targets and variables
+#   make test-gpu      GPU machine: CUDA ops against the CPU backend, op timings (cuda/cuda.mk)
 #
 # Dependencies are found the way HPC sites provide them: compiler wrappers (mpicc --showme,
 # h5pcc/h5cc) and pkg-config, then a compile+link probe. Nothing here knows a distribution's
@@ -253,9 +254,12 @@ ifneq ($(NVCC),)
 ifneq ($(and $(BACKEND),$(CUDA_ARCH)),)
 GPU_INFO := (not queried)
 else
-GPU_INFO := $(shell nvidia-smi -L >/dev/null 2>&1 && { nvidia-smi --query-gpu=compute_cap,name --format=csv,noheader 2>/dev/null | head -1 | tr -d ','; true; })
-GPU_OK := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+# One query gives capability and name ("9.0 NVIDIA H200"); a driver without the compute_cap field
+# falls back to `nvidia-smi -L` (a GPU, but the arch must then be given or defaults to sm_90a).
+GPU_INFO := $(shell nvidia-smi --query-gpu=compute_cap,name --format=csv,noheader 2>/dev/null | head -1 | tr -d ',')
 GPU_CAP := $(firstword $(filter 1% 2% 3% 4% 5% 6% 7% 8% 9%,$(firstword $(GPU_INFO))))
+GPU_OK := $(if $(GPU_CAP),1,$(shell nvidia-smi -L >/dev/null 2>&1 && echo 1))
+GPU_INFO := $(if $(GPU_CAP),$(GPU_INFO),$(if $(GPU_OK),$(shell nvidia-smi -L 2>/dev/null | head -1)))
 endif
 endif
 # CUDA arch: override with CUDA_ARCH=sm_90 etc. From the GPU's compute capability (9.0 -> sm_90a,
@@ -542,7 +546,7 @@ clean:
 	rm -rf $(BUILD)
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 	@echo "Variables: BACKEND=cpu|cuda CUDA_ARCH=sm_90a CC MPICC MPI=0 CUDA_HOME CUDNN_HOME NCCL_HOME YAML_HOME FFTW_HOME PNG_HOME"
 	@echo "           XXX_CFLAGS/XXX_LIBS (XXX = MPI HDF5 YAML BLAS FFTW PNG) OPT CFLAGS NVCC_FLAGS BUILD V=1"
 

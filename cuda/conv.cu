@@ -190,13 +190,17 @@ static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
         }                                                                                            \
     } while (0)
 
-// Picks the first usable algorithm of a perf list (sorted best first by cuDNN).
+// Picks the first usable algorithm of a perf list (sorted best first by cuDNN). Without TF32,
+// entries that would run on tensor cores (TF32 for fp32 data) are skipped.
 template <typename Perf, typename Algo>
-static int pick_algo(const Perf *perf, int n, int det, size_t limit, Algo *algo, size_t *ws) {
+static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, Algo *algo, size_t *ws) {
     for (int i = 0; i < n; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
         if (perf[i].memory > limit) continue;
         if (det && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        if (!tf32 && (perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
+                      perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+            continue;
         *algo = perf[i].algo;
         *ws = perf[i].memory;
         return 1;
@@ -243,7 +247,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "forward algorithm heuristics",
                     cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd, p->yd,
                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, limit, &p->fwd, &p->ws_fwd)) {
+        if (!pick_algo(perf, got, p->det, p->tf32, limit, &p->fwd, &p->ws_fwd)) {
             plan_fail(p, "forward algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -258,7 +262,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-data algorithm heuristics",
                     cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd, p->xd,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, limit, &p->bwd_data, &p->ws_data)) {
+        if (!pick_algo(perf, got, p->det, p->tf32, limit, &p->bwd_data, &p->ws_data)) {
             plan_fail(p, "backward-data algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -273,7 +277,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-filter algorithm heuristics",
                     cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd, p->wd,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, limit, &p->bwd_filter, &p->ws_filter)) {
+        if (!pick_algo(perf, got, p->det, p->tf32, limit, &p->bwd_filter, &p->ws_filter)) {
             plan_fail(p, "backward-filter algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }

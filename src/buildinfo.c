@@ -3,6 +3,7 @@
 // LOLA_BACKEND_CUDA (+ LOLA_CUDA_ARCH, LOLA_HAVE_CUDNN, LOLA_HAVE_NCCL).
 #include "buildinfo.h"
 
+#include <fftw3.h>
 #include <hdf5.h>
 #include <string.h>
 #include <yaml.h>
@@ -120,7 +121,6 @@ static void print_cuda(FILE *fp) {
 }
 
 void buildinfo_print(FILE *fp) {
-    fprintf(fp, "build:\n");
 #ifdef LOLA_BACKEND_CUDA
     fprintf(fp, ROW "cuda (%s)\n", "backend", LOLA_CUDA_ARCH);
 #else
@@ -130,6 +130,7 @@ void buildinfo_print(FILE *fp) {
     print_hdf5(fp);
     print_blas(fp);
     fprintf(fp, ROW "%s\n", "libyaml", yaml_get_version_string());
+    fprintf(fp, ROW "%s\n", "FFTW", fftw_version);
     print_png(fp);
     print_cuda(fp);
 #ifdef _OPENMP

@@ -110,7 +110,12 @@ void canvas_line(Canvas *c, double x0, double y0, double x1, double y1, double t
 }
 
 void canvas_polyline(Canvas *c, const double *x, const double *y, int n, double thick, double dash, double gap, Rgb col) {
-    double phase = 0; // distance travelled within the current dash+gap period
+    // Dash state carried across segments: `on` (drawing a dash or skipping a gap) and the length
+    // left in that state; a state ending within 1e-9 pixel flips to a full dash or gap, so each
+    // step makes progress.
+    int on = 1;
+    double left = dash;
+    if (gap <= 0) gap = dash;
     for (int k = 0; k + 1 < n; k++) {
         if (!isfinite(x[k]) || !isfinite(y[k]) || !isfinite(x[k + 1]) || !isfinite(y[k + 1])) continue;
         if (dash <= 0) {
@@ -119,14 +124,15 @@ void canvas_polyline(Canvas *c, const double *x, const double *y, int n, double 
         }
         double dx = x[k + 1] - x[k], dy = y[k + 1] - y[k], L = sqrt(dx * dx + dy * dy);
         double s = 0;
-        while (s < L) {
-            double period = dash + (gap > 0 ? gap : 0);
-            double in = fmod(phase, period);
-            double left = in < dash ? dash - in : period - in; // length to the next on/off switch
-            double e = s + left < L ? s + left : L;
-            if (in < dash) canvas_line(c, x[k] + dx * s / L, y[k] + dy * s / L, x[k] + dx * e / L, y[k] + dy * e / L, thick, col);
-            phase += e - s;
-            s = e;
+        while (L - s > 1e-9) {
+            double step = left < L - s ? left : L - s;
+            if (on) canvas_line(c, x[k] + dx * s / L, y[k] + dy * s / L, x[k] + dx * (s + step) / L, y[k] + dy * (s + step) / L, thick, col);
+            s += step;
+            left -= step;
+            if (left <= 1e-9) {
+                on = !on;
+                left = on ? dash : gap;
+            }
         }
     }
 }
@@ -531,7 +537,7 @@ int plot_axis_ticks(const PlotAxis *a, double *ticks, int max, double *step) {
     if (a->log) {
         *step = 0;
         int k0 = (int)ceil(log10(a->lo) - 1e-9), k1 = (int)floor(log10(a->hi) + 1e-9);
-        if (k1 - k0 >= 1) {
+        if (k1 - k0 >= 2) {
             int every = (k1 - k0) / 6 + 1; // at most ~7 labelled decades
             for (int k = k0; k <= k1 && n < max; k++)
                 if ((k - k0) % every == 0) ticks[n++] = pow(10, k);

@@ -99,7 +99,7 @@ void plot_axis_fit(PlotAxis *a, double vmin, double vmax, int log);
 // Position of v on the axis: 0 at lo, 1 at hi (in log10 for a log axis; NaN for v <= 0 there).
 double plot_axis_frac(const PlotAxis *a, double v);
 // Major tick values inside [lo, hi] (linear: multiples of the 1-2-5 step; log: decades, or 1-2-5
-// multiples when fewer than two decades lie inside). Returns the count (<= max); *step gets the
+// multiples when fewer than three decades lie inside). Returns the count (<= max); *step gets the
 // linear step (or 0 for log) for plot_format_tick.
 int plot_axis_ticks(const PlotAxis *a, double *ticks, int max, double *step);
 // Minor ticks of a log axis: 2..9 x 10^k inside [lo, hi]. Returns the count (<= max).

@@ -547,10 +547,7 @@ static int apply_value(Ctx *c, yaml_document_t *d, yaml_node_t *n, int gi, int f
         if (n->type != YAML_SCALAR_NODE)
             return err_at(e, w, key, NULL, "expected %s, got %s", type_word(r->type), node_kind(n));
         if (check_nul(e, w, key, n)) return -1;
-        if (r->type == CT_STR) {
-            if (parse_str(e, w, key, node_scalar(n), (char *)tmp, r->size)) return -1;
-        } else if (store_scalar(e, w, key, r, node_scalar(n), tmp, 0))
-            return -1;
+        if (store_scalar(e, w, key, r, node_scalar(n), tmp, 0)) return -1;
         memcpy(value_ptr(c->cfg, gi), tmp, r->size);
     } else if (is_list_type(r->type)) {
         int cap = row_cap(r), count = 0;
@@ -1002,13 +999,8 @@ static void apply_text_or_die(Ctx *c, int gi, const char *text) {
     const CfgRow *r = g_keys[gi].row;
     if (is_scalar_type(r->type)) {
         Scalar v = {text, 0};
-        void *tmp = value_ptr(c->cfg, gi);
-        if (r->type == CT_STR) {
-            if (parse_str(c->err, (Where){"(schema default)", 0}, g_keys[gi].key, v, (char *)tmp, r->size))
-                lola_die("config schema default: %s", c->err->text);
-        } else if (store_scalar(c->err, (Where){"(schema default)", 0}, g_keys[gi].key, r, v, tmp, 0)) {
+        if (store_scalar(c->err, (Where){"(schema default)", 0}, g_keys[gi].key, r, v, value_ptr(c->cfg, gi), 0))
             lola_die("config schema default: %s", c->err->text);
-        }
         return;
     }
     yaml_document_t doc;
@@ -1089,7 +1081,7 @@ static int apply_override(Ctx *c, const char *arg, int pos) {
         const CfgRow *r = g_keys[gi].row;
         unsigned char tmp[CFG_PATH_LEN * 2];
         memset(tmp, 0, sizeof tmp);
-        rc = r->type == CT_STR ? parse_str(e, w, key, v, (char *)tmp, r->size) : store_scalar(e, w, key, r, v, tmp, 0);
+        rc = store_scalar(e, w, key, r, v, tmp, 0);
         if (!rc) {
             memcpy(value_ptr(c->cfg, gi), tmp, r->size);
             c->origin[gi].file = fileid;
@@ -1116,6 +1108,8 @@ static int apply_override(Ctx *c, const char *arg, int pos) {
 }
 
 int config_apply_overrides(Config *cfg, int n, char *const *overrides, ConfigError *err) {
+    ConfigError local;
+    if (!err) err = &local;
     Ctx *c = ctx_new(cfg, err);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) rc = apply_override(c, overrides[i], i + 1);
@@ -1319,12 +1313,17 @@ static int validate(const Config *cfg, ConfigError *err, const Ctx *c) {
     return validate_cross(&v);
 }
 
-int config_validate(const Config *cfg, ConfigError *err) { return validate(cfg, err, NULL); }
+int config_validate(const Config *cfg, ConfigError *err) {
+    ConfigError local;
+    return validate(cfg, err ? err : &local, NULL);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Load
 
 int config_load_ex(Config *cfg, const char *path, int n_overrides, char *const *overrides, ConfigError *err) {
+    ConfigError local;
+    if (!err) err = &local;
     Ctx *c = ctx_new(cfg, err);
     memset(err, 0, sizeof *err);
     defaults_into(c);

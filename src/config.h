@@ -41,6 +41,7 @@
 //   for string keys). A QUOTED scalar is always a string: `"1e-5"` for a float key is a type
 //   error. `null`/`~`/empty means "unset": empty string, empty list, or `none` for enums that
 //   have it.
+// * YAML tags (`!!str`, `!!float`) are ignored: the key's type decides.
 // * Anchors/aliases work; a document expanding to more than CFG_MAX_NODES nodes through aliases
 //   (e.g. "billion laughs") or nesting deeper than CFG_MAX_DEPTH is refused. The YAML merge key
 //   `<<: *anchor` is APPLIED in section mappings (merged keys first, the mapping's own keys win).
@@ -51,8 +52,8 @@
 //
 // Arrays are fixed-capacity with a count `n_<field>`; maps keyed by small integers are dense
 // arrays (attention_heads[level] = heads, 0 = no attention). Enum-valued fields are `int` holding
-// the enum below; `cfg_<enum>_names[v]` is the YAML spelling. A Config owns no heap memory:
-// copy it with `=`, nothing to free.
+// the enum below; `cfg_<enum>_names[v]` is the YAML spelling. A Config (about 12 KB) owns no
+// heap memory: copy it with `=`; there is nothing to free.
 #ifndef LOLA_CONFIG_H
 #define LOLA_CONFIG_H
 
@@ -330,7 +331,7 @@ void config_defaults(Config *cfg);
 
 // Loads a configuration: defaults, then the file at `path` (with its `defaults:` includes;
 // NULL = no file), then the `key=value` overrides in order, then config_validate. Returns 0 on
-// success; -1 with *err filled on the first error (cfg is then unspecified).
+// success; -1 with *err filled on the first error (cfg is then unspecified). err may be NULL.
 int config_load_ex(Config *cfg, const char *path, int n_overrides, char *const *overrides, ConfigError *err);
 // Same, but a failure ends the job through lola_die ("error: file:line: key: message" + HINT).
 void config_load(Config *cfg, const char *path, int n_overrides, char *const *overrides);

@@ -15,6 +15,8 @@
 // Memory layout: every cell array is [x][y] with y fastest (The Well's field order), with 2 ghost
 // cells on every side: index ((i+2)*(ny+4) + (j+2))*4 + k for interior cell (i, j), component k.
 // Results do not depend on the number of OpenMP threads (no floating-point reductions except max).
+// Loops run multi-threaded only on grids of at least euler_set_omp_min_cells() cells (default 16384 =
+// 128²); smaller grids run on one thread (callers parallelise over trajectories instead).
 #ifndef LOLA_EULER_H
 #define LOLA_EULER_H
 
@@ -63,6 +65,8 @@ typedef struct {
 
 // Allocates and zeroes a solver; dies on invalid config (sizes < 1, gamma <= 1, cfl not in (0,1]).
 void euler_init(EulerSolver *s, const EulerConfig *cfg);
+// Process-wide threshold (cells) below which the solver's loops are not split over OpenMP threads.
+void euler_set_omp_min_cells(int64_t cells);
 void euler_free(EulerSolver *s);
 
 // Pointer to the 4 conservative values of interior cell (i, j), 0 <= i < nx, 0 <= j < ny.
@@ -98,12 +102,15 @@ int euler_gamma_index(double gamma);
 // Random multi-quadrant Riemann initial conditions (§4.1; the exact official sampler is unknown).
 // With probability p_quadrants: classic 4 quadrants with a split point uniform in [0.2, 0.8]²;
 // otherwise an nbx × nby block grid with nbx, nby uniform in {2, 3, 4} and sorted random cuts
-// (uniform in [0.1, 0.9], at least 0.1 apart). Every block gets an independent constant state:
-// rho, p log-uniform in [rho_lo, rho_hi], [p_lo, p_hi]; u, v uniform in [-u_max, u_max].
+// (uniform in [0.1, 0.9], at least 0.1 apart). States: per trajectory a level c_rho log-uniform in
+// [rho_lo, rho_hi] (c_p in [p_lo, p_hi]); per block rho = c_rho * exp(rho_spread * (2U - 1)), p likewise
+// with p_spread, u and v uniform in [-u_max, u_max]. The trajectory-level factor carries most of the
+// dataset's variance while the within-trajectory contrast sets the wave strength (calibrated against
+// The Well's stats.yaml, see tools/well-euler.c).
 typedef struct {
     double p_quadrants;
-    double rho_lo, rho_hi;
-    double p_lo, p_hi;
+    double rho_lo, rho_hi, rho_spread;
+    double p_lo, p_hi, p_spread;
     double u_max;
 } EulerICParams;
 EulerICParams euler_ic_default(void);

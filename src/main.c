@@ -167,6 +167,17 @@ int cmd_info(const Config *cfg, int argc, char **argv) {
 
 // ---- main --------------------------------------------------------------------------------------
 
+// 1 for the options `lola export` / `lola import` take: --stage, --in, --out (also as --x=value).
+static int is_weights_option(const char *cmd, const char *a) {
+    if (strcmp(cmd, "export") != 0 && strcmp(cmd, "import") != 0) return 0;
+    const char *opts[3] = {"--stage", "--in", "--out"};
+    for (int k = 0; k < 3; k++) {
+        size_t n = strlen(opts[k]);
+        if (!strncmp(a, opts[k], n) && (a[n] == '\0' || a[n] == '=')) return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -202,6 +213,13 @@ int main(int argc, char **argv) {
         } else if (!strncmp(a, "--config=", 9)) {
             if (config) snprintf(bad, sizeof bad, "-c given twice");
             else config = a + 9;
+        } else if (a[0] == '-' && is_weights_option(cmd->name, a)) {
+            // export/import options pass through to the command (which parses them)
+            pos[n_pos++] = argv[i];
+            if (!strchr(a, '=')) {
+                if (i + 1 >= argc) snprintf(bad, sizeof bad, "%s needs a value", a);
+                else pos[n_pos++] = argv[++i];
+            }
         } else if (a[0] == '-') {
             if (!bad[0]) snprintf(bad, sizeof bad, "unknown option '%.200s'", a);
         } else if (strchr(a, '=')) {

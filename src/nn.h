@@ -12,6 +12,8 @@
 // weight sharing add up; gradients of *activations* are overwritten (=) unless the comment says
 // otherwise. An activation-gradient output pointer may be NULL when the caller does not need it.
 // Scalar results (losses, norms) are returned on the host.
+// Ops are not reentrant (they share module-level scratch buffers): call them from one host thread
+// at a time; each op parallelises internally (OpenMP threads on the CPU).
 #ifndef LOLA_NN_H
 #define LOLA_NN_H
 
@@ -38,7 +40,9 @@ void nn_copy(float *dst, const float *src, size_t n);           // backend -> ba
 void nn_to_backend(float *dst, const float *host_src, size_t n); // host -> backend
 void nn_to_host(float *host_dst, const float *src, size_t n);    // backend -> host
 void nn_sync(void);                                              // wait for queued work (timing)
-// Bytes currently allocated through nn_alloc, and the high-water mark.
+// Bytes currently allocated through nn_alloc, and the high-water mark. Both include the
+// backend's own grow-only op scratch (CPU: im2col columns, attention dS), so they are the
+// backend's real footprint.
 size_t nn_bytes_in_use(void);
 size_t nn_bytes_peak(void);
 

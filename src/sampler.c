@@ -89,6 +89,8 @@ static void fill_batch(BatchLoader *l, Batch *b) {
     b->epoch = l->fill_epoch;
     b->step = l->fill_step;
     const int B = l->cfg.batch, ld = src->split->label_dim;
+    const int nt = l->cfg.threads > 1 && well_reads_thread_safe(src->split) ? l->cfg.threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (int i = 0; i < B; i++) {
         int64_t local = l->fill_step * B + i;
         int64_t pos = shard_position(local, l->cfg.rank, l->cfg.ranks);

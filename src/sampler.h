@@ -69,6 +69,9 @@ typedef struct {
     uint64_t seed;
     int64_t epoch, step; // where to start (resume): step within the epoch
     int prefetch;       // 1: background reader thread (double buffering)
+    int threads;        // samples of a batch built by this many OpenMP threads (<= 1: one).
+                        // HDF5 reads stay serialised (well_h5_lock); the augmentation/transform
+                        // of one sample overlaps the read of the next.
 } LoaderConfig;
 
 typedef struct {

@@ -117,6 +117,7 @@ static double emu_train_batch(void *ctx, int64_t start, int n, int64_t step, flo
     EmuTask *t = (EmuTask *)ctx;
     emu_load_batch(t, 0, start, n);
     uint64_t dseed = rng_hash(t->seed ^ 0xd20900ULL, (uint64_t)start);
+    emu_reserve(&t->model, n, 1);
     double loss;
     if (t->kind == EMU_DM) {
         loss = emu_dm_loss(&t->model, t->x, t->mask, t->label, t->sigma, t->eps, 0, n, 1, dseed);
@@ -132,6 +133,7 @@ static double emu_train_batch(void *ctx, int64_t start, int n, int64_t step, flo
 static double emu_valid_batch(void *ctx, int64_t start, int n) {
     EmuTask *t = (EmuTask *)ctx;
     emu_load_batch(t, 1, start, n);
+    emu_reserve(&t->model, n, 1);
     if (t->kind == EMU_DM) return emu_dm_loss(&t->model, t->x, t->mask, t->label, t->sigma, t->eps, 0, n, 0, 0);
     return emu_ns_loss(&t->model, t->x, t->mask, t->label, n, 0, 0);
 }

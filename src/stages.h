@@ -55,4 +55,14 @@ void latents_open_split(const Config *cfg, const char *split, const char *ae_id,
 // LOLA_STOP_AFTER_STEPS in the environment sets stop_after_steps (tests of the stop path).
 void train_config_from(const Config *cfg, const CfgTrain *tr, const CfgOptim *o, const char *dir, TrainConfig *out);
 
+// Weights interop with the PyTorch reference (stage_export.c). stage: "ae", "dm" or "ns".
+// stage_export: <stage dir>/state.h5 (the dirs of run_path / ae_dir) -> out_path (safetensors,
+// fp32, PyTorch state_dict names and buffers, so LoLa's module loads it with strict=True).
+// stage_import: checks every name, shape and dtype of in_path against the config's model (all
+// problems are printed), then writes <run_dir>/<stage>/state.h5 (run_dir NULL or "": the stage
+// directory of the config) with step 0 and zero optimizer state; refuses to overwrite.
+// Both return 0 on success, 1 on failure (message printed, nothing written), 2 on a bad stage.
+int stage_export(const Config *cfg, const char *stage, const char *out_path);
+int stage_import(const Config *cfg, const char *stage, const char *in_path, const char *run_dir);
+
 #endif

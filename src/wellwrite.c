@@ -42,15 +42,19 @@ hid_t wellw_bool_type(void) {
     return t;
 }
 
-// Creates attribute `name` of (type, rank-0 or rank-1 length n) on obj and writes buf.
-static void write_attr(hid_t obj, const char *name, hid_t type, int rank, hsize_t n, const void *buf) {
+// Creates attribute `name` of file type `ftype` (rank 0, or rank 1 of length n) on obj and writes buf,
+// whose elements have memory type `mtype`.
+static void write_attr2(hid_t obj, const char *name, hid_t ftype, hid_t mtype, int rank, hsize_t n, const void *buf) {
     hid_t space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
     WW_CHECK(space, "HDF5: dataspace for attribute '%s'", name);
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
     WW_CHECK(a, "HDF5: cannot create attribute '%s'", name);
-    if (!(rank == 1 && n == 0)) WW_CHECK(H5Awrite(a, type, buf), "HDF5: cannot write attribute '%s'", name);
+    if (!(rank == 1 && n == 0)) WW_CHECK(H5Awrite(a, mtype, buf), "HDF5: cannot write attribute '%s'", name);
     H5Aclose(a);
     H5Sclose(space);
+}
+static void write_attr(hid_t obj, const char *name, hid_t type, int rank, hsize_t n, const void *buf) {
+    write_attr2(obj, name, type, type, rank, n, buf);
 }
 
 void wellw_attr_str(hid_t obj, const char *name, const char *value) {
@@ -86,10 +90,12 @@ void wellw_attr_bools(hid_t obj, const char *name, const int *values, int n) {
 }
 
 void wellw_attr_i64(hid_t obj, const char *name, int64_t value) {
-    write_attr(obj, name, H5T_STD_I64LE, 0, 1, &value); // memory type == file type on little-endian hosts
+    write_attr2(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 0, 1, &value);
 }
 
-void wellw_attr_f64(hid_t obj, const char *name, double value) { write_attr(obj, name, H5T_IEEE_F64LE, 0, 1, &value); }
+void wellw_attr_f64(hid_t obj, const char *name, double value) {
+    write_attr2(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, 1, &value);
+}
 
 // ---- file ------------------------------------------------------------------------------------------
 

@@ -161,6 +161,34 @@ rc=$?
 [ $rc -ne 0 ] && grep -q "BACKEND must be cpu or cuda, not 'gpu'" "$tmp/badbackend" && pass "BACKEND=gpu: clear error" \
     || { fail "BACKEND=gpu: exit $rc"; head -5 "$tmp/badbackend" | sed 's/^/    /'; }
 
+# 6. A GPU (a fake nvidia-smi reporting an H200, compute capability 9.0) with nvcc: the default
+#    backend becomes cuda and CUDA_ARCH sm_90a; an 8.0 GPU gives sm_80; CUDA_ARCH overrides.
+if command -v nvcc >/dev/null 2>&1 || [ -x "${CUDA_HOME:-/nonexistent}/bin/nvcc" ]; then
+    mkdir -p "$tmp/gpubin"
+    fake_smi() { # compute capability
+        printf '#!/bin/sh\ncase "$*" in\n  *query-gpu*) echo "%s, NVIDIA Fake GPU";;\n  *) echo "GPU 0: NVIDIA Fake GPU (UUID: GPU-0)";;\nesac\n' "$1" >"$tmp/gpubin/nvidia-smi"
+        chmod +x "$tmp/gpubin/nvidia-smi"
+    }
+    fake_smi 9.0
+    cfg "$tmp/gpu90" PATH="$tmp/gpubin:$PATH"
+    rc=$?
+    if [ $rc -eq 0 ] && ok_row GPU "$tmp/gpu90" && grep -q '^  backend: cuda (default: nvcc and a GPU found)' "$tmp/gpu90" \
+        && row GPU "$tmp/gpu90" | grep -q 'CUDA_ARCH=sm_90a' && grep -q -- '-DLOLA_BACKEND_CUDA' "$tmp/gpu90"; then
+        pass "GPU 9.0 visible -> ✓ GPU, backend cuda, CUDA_ARCH=sm_90a, -DLOLA_BACKEND_CUDA"
+    else
+        fail "GPU 9.0 simulation: exit $rc"; head -16 "$tmp/gpu90" | sed 's/^/    /'
+    fi
+    fake_smi 8.0
+    cfg "$tmp/gpu80" PATH="$tmp/gpubin:$PATH"
+    row GPU "$tmp/gpu80" | grep -q 'CUDA_ARCH=sm_80' && pass "GPU 8.0 -> CUDA_ARCH=sm_80" \
+        || { fail "GPU 8.0 simulation"; row GPU "$tmp/gpu80" | sed 's/^/    /'; }
+    cfg "$tmp/gpuov" PATH="$tmp/gpubin:$PATH" CUDA_ARCH=sm_90 BACKEND=cpu
+    row GPU "$tmp/gpuov" | grep -q 'CUDA_ARCH=sm_90$' && grep -q '^  backend: cpu (BACKEND=cpu given)' "$tmp/gpuov" \
+        && ! grep -q -- '-DLOLA_BACKEND_CUDA' <(grep '^  CFLAGS' "$tmp/gpuov") \
+        && pass "CUDA_ARCH=sm_90 BACKEND=cpu override the GPU defaults" \
+        || { fail "CUDA_ARCH/BACKEND overrides"; grep -E 'GPU|backend|CFLAGS' "$tmp/gpuov" | sed 's/^/    /'; }
+fi
+
 # ------------------------------------------------------------------------------------------------
 # The configuration stamp: written once, untouched when nothing changes, rewritten when the flags do.
 S=$tmp/b/config.stamp

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -572,6 +573,39 @@ static void test_help(void) {
     free(buf);
 }
 
+// config_load (the dying variant): a bad file ends the process with status 1 and prints
+// "error: file:line: key: message" plus the HINT line, exactly like lola_die.
+static void test_config_load_dies(void) {
+    const char *good = put("live.yaml", BASE "ae:\n  lat_channels: 3\n");
+    Config c;
+    config_load(&c, good, 0, NULL);
+    CHECK(c.ae.lat_channels == 3, "config_load returns on a good file");
+    const char *bad = put("die.yaml", BASE "ae:\n  lat_chanels: 3\n");
+    char errpath[600];
+    snprintf(errpath, sizeof errpath, "%s/die.err", g_dir);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(errpath, "w", stderr)) _exit(3);
+        config_load(&c, bad, 0, NULL);
+        _exit(0); // not reached when config_load dies
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    char text[2048] = "";
+    FILE *f = fopen(errpath, "r");
+    if (f) {
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        fclose(f);
+    }
+    char want[700];
+    snprintf(want, sizeof want, "error: %s:8: ae.lat_chanels: unknown key (did you mean 'ae.lat_channels'?)\nHINT: ", bad);
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(text, want);
+    if (!ok) printf("  got status %d, stderr:\n%s\n", status, text);
+    CHECK(ok, "config_load dies with status 1 and 'error: file:line: key: ...' + HINT");
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/lola_test_config_XXXXXX");
     if (!mkdtemp(g_dir)) lola_die("mkdtemp failed");
@@ -586,6 +620,7 @@ int main(void) {
     test_overrides();
     test_round_trip();
     test_help();
+    test_config_load_dies();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) printf("(could not remove %s)\n", g_dir);

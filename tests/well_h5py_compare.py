@@ -13,7 +13,8 @@ Independently of the C code, this script:
   * builds the label = constant scalars (LogScalars: rayleigh/prandtl/rho0, not T0) ++ BC codes
     from the masks (the_well _padding_bcs, flips swap, permute reorders rows) flattened;
 then checks that the C sample (moved to channels-last) is bit-identical and the label equal.
-Prints PASS/FAIL lines. Usage: well_h5py_compare.py TEST_WELL_BINARY ROOT WORKDIR
+Prints PASS/FAIL lines. Usage: well_h5py_compare.py TEST_WELL_BINARY ROOT WORKDIR [--euler]
+(--euler: a round trip on a build/well-euler output root instead of the fixtures.)
 """
 import glob
 import os
@@ -190,9 +191,37 @@ def run_case(binary, root, work, physics, split, L, stride, idx, augs="-", seed=
     return ok
 
 
+def euler_roundtrip(binary, root, work):
+    """Round trip on build/well-euler output: every train sample location class, with and without
+    augmentation, bit for bit against h5py; the label's BC codes must be 1 (openBC) / 2 (periodic)."""
+    eu = ["euler_multi_quadrants_openBC", "euler_multi_quadrants_periodicBC"]
+    files = list_files(root, eu, "train")
+    n = 0
+    for fp in files:
+        with h5py.File(fp, "r") as f:
+            n += int(f.attrs["n_trajectories"]) * (f["dimensions"]["time"].shape[-1])
+    ok = True
+    aug3 = "random_axis_flip,random_axis_permute,random_axis_roll"
+    for i, idx in enumerate([0, n // 3, n // 2, n - 1]):
+        ok &= run_case(binary, root, work, eu, "train", 1, 1, idx)
+        ok &= run_case(binary, root, work, eu, "train", 1, 1, idx, aug3, 11 + i, "clhw")
+    ok &= run_case(binary, root, work, eu, "test", 2, 2, 0)
+    # BC codes from the generator's masks
+    for idx, want in ((0, 1.0), (n - 1, 2.0)):
+        out = os.path.join(work, f"bc_{idx}.raw")
+        subprocess.run([binary, "dump", root, ",".join(eu), "train", "1", "1", str(idx), out], check=True, capture_output=True)
+        lab = [float(t) for t in [l for l in open(out + ".txt") if l.startswith("label")][0].split()[1:]]
+        good = lab[1:] == [want] * 4
+        print(("PASS" if good else "FAIL") + f" well-euler output: sample {idx} label BC codes {lab[1:]} (expected all {want})")
+        ok &= good
+    return ok
+
+
 def main():
     binary, root, work = sys.argv[1:4]
     os.makedirs(work, exist_ok=True)
+    if len(sys.argv) > 4 and sys.argv[4] == "--euler":
+        sys.exit(0 if euler_roundtrip(binary, root, work) else 1)
     eu = ["euler_multi_quadrants_openBC", "euler_multi_quadrants_periodicBC"]
     aug3 = "random_axis_flip,random_axis_permute,random_axis_roll"
     cases = [

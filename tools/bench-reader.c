@@ -1,7 +1,8 @@
 // bench-reader: throughput of the Well reader beside the raw read throughput of the same bytes.
 //
 // Usage: bench-reader ROOT PHYS[,PHYS...] [--split train] [--samples N] [--seed S] [--no-cold]
-//                     [--no-aug] [--no-transform]   (to see what each stage costs)
+//                     [--no-aug] [--no-transform] [--threads N]
+//   --no-aug/--no-transform show what each stage costs; --threads: loader workers (default 2)
 //
 // For two workloads over a shuffled order of the split's samples:
 //   AE       single frames (L = 1), as the autoencoder reads them;
@@ -70,8 +71,11 @@ static void raw_read(const WellSplit *s, RawFile *rf, const WellWindows *w, int6
 }
 
 typedef struct {
-    double reader_s, raw_s;
+    double reader_s, raw_s, loader_s;
+    int64_t loader_n;
 } Timing;
+
+static int g_threads = 2;
 
 static Timing run(WellSplit *s, RawFile *rf, SampleSource *src, const int64_t *order, int64_t n, int cold) {
     Timing t;
@@ -87,6 +91,24 @@ static Timing run(WellSplit *s, RawFile *rf, SampleSource *src, const int64_t *o
     t0 = lola_time();
     for (int64_t i = 0; i < n; i++) source_read(src, order[i], sampler_aug_seed(1, 0, i), x, lab, NULL);
     t.reader_s = lola_time() - t0;
+    // the BatchLoader: reader thread (double buffering) + g_threads workers per batch
+    if (cold) drop_cache(s, rf);
+    LoaderConfig lc = {0};
+    lc.src = src;
+    lc.batch = 8;
+    lc.rank = 0;
+    lc.ranks = 1;
+    lc.shuffle = 1;
+    lc.seed = 3;
+    lc.prefetch = 1;
+    lc.threads = g_threads;
+    BatchLoader *bl = loader_create(&lc);
+    int64_t nb = n / lc.batch > 0 ? n / lc.batch : 1;
+    t0 = lola_time();
+    for (int64_t i = 0; i < nb; i++) loader_next(bl);
+    t.loader_s = lola_time() - t0;
+    t.loader_n = nb * lc.batch;
+    loader_destroy(bl);
     free(x);
     free(raw);
     return t;
@@ -94,7 +116,7 @@ static Timing run(WellSplit *s, RawFile *rf, SampleSource *src, const int64_t *o
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench-reader ROOT PHYS[,PHYS...] [--split train] [--samples N] [--seed S] [--no-cold] [--no-aug] [--no-transform]\n");
+        fprintf(stderr, "usage: bench-reader ROOT PHYS[,PHYS...] [--split train] [--samples N] [--seed S] [--no-cold] [--no-aug] [--no-transform] [--threads N]\n");
         return 2;
     }
     const char *split = "train";
@@ -107,6 +129,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--no-cold")) do_cold = 0;
         else if (!strcmp(argv[i], "--no-aug")) no_aug = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) g_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-transform")) no_tf = 1;
         else lola_die("bench-reader: unknown argument '%s'", argv[i]);
     }
@@ -153,7 +176,8 @@ int main(int argc, char **argv) {
         const char *name;
         int L, stride;
     } wl[2] = {{"AE (1 frame)", 1, 1}, {"window (5 frames, stride 4)", 5, 4}};
-    printf("\n%-30s %-5s %10s %10s %10s %10s %8s\n", "workload", "cache", "reader/s", "reader MB/s", "raw/s", "raw MB/s", "ratio");
+    printf("\n%-28s %-5s %9s %9s %6s | %9s %9s %6s | %9s %9s\n", "workload", "cache", "reader/s", "MB/s", "%raw", "loader/s", "MB/s", "%raw",
+           "raw/s", "raw MB/s");
     for (int k = 0; k < 2; k++) {
         SampleSource src;
         source_init(&src, &s, wl[k].L, wl[k].stride, no_tf ? NULL : &pre, &al, WELL_LCHW);
@@ -163,15 +187,18 @@ int main(int argc, char **argv) {
         const double mb = (double)src.sample_floats * 4.0 / 1e6;
         for (int cold = do_cold; cold >= 0; cold--) {
             Timing t = run(&s, rf, &src, order, n, cold);
-            double rs = n / t.reader_s, ws = n / t.raw_s;
-            printf("%-30s %-5s %10.1f %10.1f %10.1f %10.1f %7.0f%%\n", wl[k].name, cold ? "cold" : "warm", rs, rs * mb, ws, ws * mb, 100.0 * rs / ws);
+            double rs = n / t.reader_s, ws = n / t.raw_s, ls = t.loader_n / t.loader_s;
+            printf("%-28s %-5s %9.1f %9.1f %5.0f%% | %9.1f %9.1f %5.0f%% | %9.1f %9.1f\n", wl[k].name, cold ? "cold" : "warm", rs, rs * mb,
+                   100.0 * rs / ws, ls, ls * mb, 100.0 * ls / ws, ws, ws * mb);
             fflush(stdout);
         }
         free(order);
         source_free(&src);
     }
-    printf("(%lld samples per pass, %.2f MB per AE sample; reader = HDF5 hyperslab + flip/permute/roll + log1p/z-score; raw = pread of the same bytes)\n",
-           (long long)nsamp, (double)s.n_channels * s.frame_size * 4 / 1e6);
+    printf("(%lld samples per pass, %.2f MB per AE sample. reader = source_read on one thread: HDF5 hyperslab + %s + %s;\n"
+           " loader = BatchLoader, reader thread + %d workers, batches of 8; raw = pread of the same bytes, one thread)\n",
+           (long long)nsamp, (double)s.n_channels * s.frame_size * 4 / 1e6, no_aug ? "no augmentation" : "flip/permute/roll",
+           no_tf ? "no transform" : "log1p/z-score", g_threads);
     for (int f = 0; f < s.n_files; f++) {
         close(rf[f].fd);
         free(rf[f].off);

@@ -5,8 +5,9 @@
 //
 // Usage: well-euler --out ROOT [--resolution 64] [--trajectories 40] [--seed 1] [--bc open|periodic|both]
 //          [--frames 101] [--t-max 1.5] [--gammas 1.13,1.4,...] [--internal-resolution M]
-//          [--cfl 0.4] [--limiter minmod|mc] [--rho-range LO,HI] [--p-range LO,HI] [--u-max U]
-//          [--quadrant-prob P]
+//          [--cfl 0.4] [--limiter minmod|mc] [--rho-range LO,HI] [--p-range LO,HI]
+//          [--rho-spread S] [--p-spread S] [--u-max U]
+//          [--quadrant-prob P] [--parallel auto|traj|rows]
 //
 // Trajectory counts and splits (our choice, the-well-format.md §1.1 splits each parameter file
 // 0.8/0.1/0.1 by trajectory): --trajectories is the number of trajectories per BC family in total.
@@ -58,17 +59,21 @@ typedef struct {
     int gamma_idx[EULER_N_GAMMAS]; // indices into The Well's table
     EulerLimiter limiter;
     EulerICParams ic;
+    int par_mode; // 0 auto, 1 trajectories, 2 rows
 } Args;
 
 static void usage(void) {
     printf("usage: well-euler --out ROOT [--resolution 64] [--trajectories 40] [--seed 1] [--bc open|periodic|both]\n"
            "                  [--frames 101] [--t-max 1.5] [--gammas 1.13,1.4,...] [--internal-resolution M]\n"
-           "                  [--cfl 0.4] [--limiter minmod|mc] [--rho-range LO,HI] [--p-range LO,HI] [--u-max U]\n"
-           "                  [--quadrant-prob P]\n"
+           "                  [--cfl 0.4] [--limiter minmod|mc] [--rho-range LO,HI] [--p-range LO,HI]\n"
+           "                  [--rho-spread S] [--p-spread S] [--u-max U]\n"
+           "                  [--quadrant-prob P] [--parallel auto|traj|rows]\n"
            "--trajectories: per BC family in total, round-robin over the gamma files, each file split\n"
            "  80/10/10 by trajectory with >= 1 valid and test trajectory when it has >= 3.\n"
            "--internal-resolution M: solve at M x M (a multiple of --resolution) and downsample like the\n"
-           "  mini well (Gaussian sigma=(f-1)/2, nearest edge, stride f). Default: M = resolution.\n");
+           "  mini well (Gaussian sigma=(f-1)/2, nearest edge, stride f). Default: M = resolution.\n"
+           "--parallel: OpenMP threads run whole trajectories (traj; default when M <= 192) or split the\n"
+           "  rows of one trajectory (rows). The output bytes are the same either way.\n");
 }
 
 static long parse_int(const char *opt, const char *v, long lo, long hi) {
@@ -131,7 +136,14 @@ static Args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--quadrant-prob")) a.ic.p_quadrants = parse_double(o, v, 0.0, 1.0);
         else if (!strcmp(o, "--rho-range")) parse_pair(o, v, &a.ic.rho_lo, &a.ic.rho_hi);
         else if (!strcmp(o, "--p-range")) parse_pair(o, v, &a.ic.p_lo, &a.ic.p_hi);
-        else if (!strcmp(o, "--limiter")) {
+        else if (!strcmp(o, "--rho-spread")) a.ic.rho_spread = parse_double(o, v, 0.0, 10.0);
+        else if (!strcmp(o, "--p-spread")) a.ic.p_spread = parse_double(o, v, 0.0, 10.0);
+        else if (!strcmp(o, "--parallel")) {
+            if (!strcmp(v, "auto")) a.par_mode = 0;
+            else if (!strcmp(v, "traj")) a.par_mode = 1;
+            else if (!strcmp(v, "rows")) a.par_mode = 2;
+            else lola_die("--parallel: '%s' (use auto, traj or rows)", v);
+        } else if (!strcmp(o, "--limiter")) {
             if (!strcmp(v, "minmod")) a.limiter = EULER_LIMITER_MINMOD;
             else if (!strcmp(v, "mc")) a.limiter = EULER_LIMITER_MC;
             else lola_die("--limiter: '%s' (use minmod or mc)", v);
@@ -218,6 +230,17 @@ static void compute_traj(const Args *a, const FileJob *fj, int b, Traj *t) {
     euler_run_trajectory(&sp, a->seed, tag, p, p + t->nf, p + 2 * t->nf, p + 3 * t->nf, &t->info);
 }
 
+// Computes jobs[0..nb) into slots[0..nb): concurrently (one thread per trajectory) or one by one.
+static void compute_batch(const Args *a, const FileJob *files, int n_files, const int64_t *jobs, int nb, Traj *slots,
+                          int par_traj) {
+#pragma omp parallel for schedule(dynamic, 1) if (par_traj && nb > 1)
+    for (int k = 0; k < nb; k++) {
+        int fi = 0;
+        while (fi + 1 < n_files && files[fi + 1].job0 <= jobs[k]) fi++;
+        compute_traj(a, &files[fi], (int)(jobs[k] - files[fi].job0), &slots[k]);
+    }
+}
+
 #ifdef LOLA_MPI
 static void check_count(size_t n) {
     if (n > 2147483647UL) lola_die("trajectory message of %zu floats exceeds MPI's int count", n);
@@ -262,23 +285,37 @@ int main(int argc, char **argv) {
              "gamma files, seed %llu, limiter %s, CFL %g, %d rank(s) x %d thread(s)",
              N, N, a.internal, f, T, a.t_max, a.n_traj, a.n_gammas, (unsigned long long)a.seed,
              a.limiter == EULER_LIMITER_MC ? "mc" : "minmod", a.cfl, P, omp_get_max_threads());
-    log_info("well-euler: IC sampler: quadrants p=%g, rho log-uniform [%g, %g], p log-uniform [%g, %g], |u|,|v| <= %g",
-             a.ic.p_quadrants, a.ic.rho_lo, a.ic.rho_hi, a.ic.p_lo, a.ic.p_hi, a.ic.u_max);
+    log_info("well-euler: IC sampler: quadrants p=%g, rho level log-uniform [%g, %g] x exp(+-%g), p level [%g, %g] x "
+             "exp(+-%g), |u|,|v| <= %g",
+             a.ic.p_quadrants, a.ic.rho_lo, a.ic.rho_hi, a.ic.rho_spread, a.ic.p_lo, a.ic.p_hi, a.ic.p_spread, a.ic.u_max);
 
     // coordinates and time (identical in every file)
     float *coord = LOLA_NEW(float, N), *time = LOLA_NEW(float, T);
     for (int i = 0; i < N; i++) coord[i] = (float)(((double)f * i + 0.5) / (double)a.internal);
     for (int k = 0; k < T; k++) time[k] = (float)(a.t_max * (double)k / (double)(T - 1));
 
-    Traj tr[2];
-    for (int k = 0; k < 2; k++) {
-        tr[k].buf = LOLA_NEW(float, msg);
-        tr[k].nf = nf;
+    // parallel mode: several trajectories at once (one thread each) on small grids, OpenMP over rows
+    // of one trajectory on large grids. Either way the bytes are the same.
+    int par_traj = a.par_mode == 1 || (a.par_mode == 0 && a.internal <= 192);
+    const int K = par_traj ? omp_get_max_threads() : 1;
+    if (par_traj) omp_set_max_active_levels(1);
+    if (a.par_mode == 2) euler_set_omp_min_cells(0); // rows requested: split every grid
+    Traj *slots = LOLA_NEW(Traj, K);
+    int64_t *slot_job = LOLA_NEW(int64_t, K);
+    for (int k = 0; k < K; k++) {
+        slots[k].buf = LOLA_NEW(float, msg);
+        slots[k].nf = nf;
+        slot_job[k] = -1;
     }
+    int64_t *batch = LOLA_NEW(int64_t, K);
+    log_info("well-euler: %s", par_traj ? "parallel over trajectories (one thread each)" : "parallel over grid rows");
     double t_start = lola_time();
     int64_t tot_steps = 0, tot_floor = 0, tot_hll = 0;
 
     if (rank == 0) {
+        Traj recv;
+        recv.buf = LOLA_NEW(float, msg);
+        recv.nf = nf;
         // directories
         char path[4096], name[128];
         for (int bc = 0; bc < 2; bc++) {
@@ -330,14 +367,23 @@ int main(int argc, char **argv) {
             double tf = lola_time();
             int64_t fsteps = 0;
             for (int b = 0; b < fj->n; b++) {
-                int64_t job = fj->job0 + b;
-                int owner = (int)(job % P);
-                Traj *t = &tr[0];
+                const int64_t job = fj->job0 + b;
+                const int owner = (int)(job % P);
+                Traj *t = NULL;
                 if (owner == 0) {
-                    compute_traj(&a, fj, b, t);
+                    for (int k = 0; k < K; k++)
+                        if (slot_job[k] == job) t = &slots[k];
+                    if (!t) { // compute the next batch of this rank's own jobs, starting at `job`
+                        int nb = 0;
+                        for (int64_t j = job; j < n_jobs && nb < K; j += P) batch[nb++] = j;
+                        compute_batch(&a, files, n_files, batch, nb, slots, par_traj);
+                        for (int k = 0; k < K; k++) slot_job[k] = k < nb ? batch[k] : -1;
+                        t = &slots[0];
+                    }
                 } else {
 #ifdef LOLA_MPI
                     double info[4];
+                    t = &recv;
                     MPI_CHECK(MPI_Recv(t->buf, (int)msg, MPI_FLOAT, owner, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
                     MPI_CHECK(MPI_Recv(info, 4, MPI_DOUBLE, owner, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
                     t->info.steps = (int64_t)info[0];
@@ -377,35 +423,26 @@ int main(int argc, char **argv) {
                 stats_bc = -1;
             }
         }
+        free(recv.buf);
     } else {
 #ifdef LOLA_MPI
-        // worker: compute own jobs in global order, send each to rank 0 (double-buffered)
-        MPI_Request req[2][2] = {{MPI_REQUEST_NULL, MPI_REQUEST_NULL}, {MPI_REQUEST_NULL, MPI_REQUEST_NULL}};
-        double info[2][4];
-        int slot = 0;
+        // worker: compute own jobs (job % P == rank) in batches, send each to rank 0 in job order
         check_count(msg);
-        for (int fi = 0; fi < n_files; fi++) {
-            const FileJob *fj = &files[fi];
-            for (int b = 0; b < fj->n; b++) {
-                int64_t job = fj->job0 + b;
-                if ((int)(job % P) != rank) continue;
-                MPI_CHECK(MPI_Waitall(2, req[slot], MPI_STATUSES_IGNORE));
-                Traj *t = &tr[slot];
-                compute_traj(&a, fj, b, t);
+        int64_t j = rank;
+        while (j < n_jobs) {
+            int nb = 0;
+            for (; j < n_jobs && nb < K; j += P) batch[nb++] = j;
+            compute_batch(&a, files, n_files, batch, nb, slots, par_traj);
+            for (int k = 0; k < nb; k++) {
+                Traj *t = &slots[k];
                 tot_steps += t->info.steps;
                 tot_floor += t->info.n_floor;
                 tot_hll += t->info.n_hll;
-                info[slot][0] = (double)t->info.steps;
-                info[slot][1] = (double)t->info.n_floor;
-                info[slot][2] = (double)t->info.n_hll;
-                info[slot][3] = t->info.seconds;
-                MPI_CHECK(MPI_Isend(t->buf, (int)msg, MPI_FLOAT, 0, 1, MPI_COMM_WORLD, &req[slot][0]));
-                MPI_CHECK(MPI_Isend(info[slot], 4, MPI_DOUBLE, 0, 2, MPI_COMM_WORLD, &req[slot][1]));
-                slot ^= 1;
+                double info[4] = {(double)t->info.steps, (double)t->info.n_floor, (double)t->info.n_hll, t->info.seconds};
+                MPI_CHECK(MPI_Send(t->buf, (int)msg, MPI_FLOAT, 0, 1, MPI_COMM_WORLD));
+                MPI_CHECK(MPI_Send(info, 4, MPI_DOUBLE, 0, 2, MPI_COMM_WORLD));
             }
         }
-        MPI_CHECK(MPI_Waitall(2, req[0], MPI_STATUSES_IGNORE));
-        MPI_CHECK(MPI_Waitall(2, req[1], MPI_STATUSES_IGNORE));
 #endif
     }
     int64_t sums[3] = {tot_steps, tot_floor, tot_hll};
@@ -413,7 +450,10 @@ int main(int argc, char **argv) {
     log_info("well-euler: %lld trajectories in %d files, %lld RK steps, %lld floor activations, %lld HLL fallbacks, "
              "%.1f s",
              (long long)n_jobs, n_files, (long long)sums[0], (long long)sums[1], (long long)sums[2], lola_time() - t_start);
-    for (int k = 0; k < 2; k++) free(tr[k].buf);
+    for (int k = 0; k < K; k++) free(slots[k].buf);
+    free(slots);
+    free(slot_job);
+    free(batch);
     free(files);
     free(coord);
     free(time);

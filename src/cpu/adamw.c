@@ -17,7 +17,7 @@ CPU_KERNEL static void adamw_kernel(float *p, const float *g, float *m, float *v
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sqrt_bc2 + eps);
+        p[i] = p[i] * decay - step * (mi / (sqrtf(vi) / sqrt_bc2 + eps)); // torch: addcdiv_(m, denom, -step)
     }
 }
 
@@ -26,7 +26,7 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float 
     if (t < 1) lola_die("adamw_update: step count t = %d, need t >= 1", t);
     double bc1 = 1.0 - pow((double)b1, t), bc2 = 1.0 - pow((double)b2, t);
     float step = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
-    float decay = 1.0f - lr * wd;
+    float decay = (float)(1.0 - (double)lr * wd);
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (size_t i = 0; i < n; i += CPU_CHUNK)
         adamw_kernel(p + i, g + i, m + i, v + i, cpu_min_size(CPU_CHUNK, n - i), b1, b2, eps, decay,

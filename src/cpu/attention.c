@@ -89,6 +89,7 @@ void qk_norm_rope_backward(float *dqkv, float *dangle, const float *dout, const 
                            const float *rstd, const float *angle, int B, int N, int H, int dh,
                            int qknorm, int rope) {
     if (rope && dh % 2) lola_die("qk_norm_rope_backward: RoPE needs an even head size, got dh=%d", dh);
+    if (!dqkv && !(rope && dangle)) return;
     int D = H * dh, half = D / 2, hh = dh / 2;
 #pragma omp parallel for schedule(static) if ((size_t)B * N * D >= CPU_PAR_MIN / 4)
     for (int n = 0; n < N; n++) {
@@ -103,7 +104,7 @@ void qk_norm_rope_backward(float *dqkv, float *dangle, const float *dout, const 
         for (int b = 0; b < B; b++) {
             size_t row = (size_t)b * N + n;
             const float *src = qkv + row * 3 * D, *g = dout + row * 3 * D;
-            float *dst = dqkv + row * 3 * D;
+            float *dst = dqkv ? dqkv + row * 3 * D : NULL;
             for (int part = 0; part < 2; part++)
                 for (int h = 0; h < H; h++) {
                     size_t o = (size_t)part * D + (size_t)h * dh;
@@ -126,6 +127,7 @@ void qk_norm_rope_backward(float *dqkv, float *dangle, const float *dout, const 
                         }
                     }
                     if (dh % 2) gn[dh - 1] = go[dh - 1];
+                    if (!dst) continue; // only dangle wanted
                     if (qknorm) {
                         double sgq = 0.0;
                         for (int j = 0; j < dh; j++) sgq += (double)gn[j] * x[j] * r;
@@ -135,7 +137,7 @@ void qk_norm_rope_backward(float *dqkv, float *dangle, const float *dout, const 
                         for (int j = 0; j < dh; j++) dst[o + j] = gn[j];
                     }
                 }
-            memcpy(dst + 2 * D, g + 2 * D, (size_t)D * sizeof(float)); // v passes through
+            if (dst) memcpy(dst + 2 * D, g + 2 * D, (size_t)D * sizeof(float)); // v passes through
         }
         if (rope && dangle)
             for (int m = 0; m < half; m++) dangle[(size_t)n * half + m] += (float)da[m];
@@ -207,6 +209,7 @@ void attention_forward(float *out, float *save, const float *qkv, int B, int N, 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *save, int B, int N, int H, int dh) {
     att_check("attention_backward", B, N, H, dh);
+    if (!dqkv) return;
     cpu_ensure_init();
     int D = H * dh, ld = 3 * D, nblk = (N + ATT_ROWS - 1) / ATT_ROWS;
     float scale = 1.0f / sqrtf((float)dh);

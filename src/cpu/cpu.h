@@ -12,9 +12,11 @@
 // reentrant: call them from one host thread at a time, never from inside an OpenMP region of the
 // caller (they detect omp_in_parallel() and fall back to serial BLAS, but scratch is shared).
 //
-// Determinism: every reduction is done in a fixed order that does not depend on the number of
-// threads (fixed-size chunks, partial sums combined serially), so results are bit-identical
-// across runs and thread counts (BLAS blocking aside).
+// Determinism: no atomics and no dynamic reductions, so every result is bit-identical from run to
+// run with the same thread count. The reductions of the elementwise ops, norms and losses (fixed
+// chunks, partial sums combined in order) and the GEMM row/column splits also give the same bits
+// for any thread count; conv2d's dw does not (its pixel chunks scale with the thread count, which
+// regroups the float sums).
 #ifndef LOLA_CPU_H
 #define LOLA_CPU_H
 
@@ -69,12 +71,16 @@ void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 
 // Grow-only scratch buffers, one per slot, kept for the whole program and counted in
 // nn_bytes_in_use. Contents are undefined on return. Not reentrant (see above).
-enum { SCRATCH_COL = 0, SCRATCH_WFLIP, SCRATCH_ATTN, SCRATCH_RED, SCRATCH_N };
+enum { SCRATCH_COL = 0, SCRATCH_WFLIP, SCRATCH_CONVY, SCRATCH_ATTN, SCRATCH_RED, SCRATCH_N };
 float *cpu_scratch(int slot, size_t n);
 
 // Backward attention keeps dS for a group of heads in scratch: at most this many floats (but one
 // head at least). Default 16 Mi floats; tests lower it to exercise several groups.
 extern size_t cpu_att_scratch_floats;
+
+// conv2d works on chunks of this many pixel columns; 0 (default) = 512 x threads. Tests set it to
+// exercise every chunking path (row bands, several images per chunk) on any machine.
+extern size_t cpu_conv_cols;
 
 // Counts bytes obtained outside nn_alloc (scratch) in the nn_bytes_* statistics.
 void cpu_account_bytes(ptrdiff_t delta);

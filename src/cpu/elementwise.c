@@ -77,6 +77,7 @@ void silu_forward(float *out, const float *x, size_t n) {
 }
 
 void silu_backward(float *dx, const float *dout, const float *x, size_t n) {
+    if (!dx) return;
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (size_t i = 0; i < n; i += CPU_CHUNK)
         silu_bwd_kernel(dx + i, dout + i, x + i, cpu_min_size(CPU_CHUNK, n - i));
@@ -102,6 +103,7 @@ void dropout_forward(float *out, float *mask, const float *x, size_t n, float p,
 }
 
 void dropout_backward(float *dx, const float *dout, const float *mask, size_t n) {
+    if (!dx) return;
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) dx[i] = dout[i] * mask[i];
 }

@@ -1,5 +1,6 @@
 // linear.c: fully connected layer out = x @ w^T + b, w (N, K) like torch.nn.Linear (nn.h).
 // All three products are cpu_gemm calls; dw and db accumulate (+=), dx is written (=).
+// Any of dx, dw, db may be NULL (frozen weights skip their GEMM).
 #include "cpu.h"
 #include "nn.h"
 
@@ -18,7 +19,7 @@ void linear_backward(float *dx, float *dw, float *db, const float *dout, const f
                      const float *w, int M, int K, int N) {
     if (M < 1 || K < 1 || N < 1) lola_die("linear_backward: bad shape M=%d K=%d N=%d", M, K, N);
     if (dx) cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w, K, 0.0f, dx, K);
-    cpu_gemm(1, 0, N, K, M, 1.0f, dout, N, x, K, 1.0f, dw, K);
+    if (dw) cpu_gemm(1, 0, N, K, M, 1.0f, dout, N, x, K, 1.0f, dw, K);
     if (db) {
         // column sums, in blocks of 64 columns per task (rows in order: deterministic)
         enum { CB = 64 };

@@ -20,8 +20,11 @@ static int cpu_nthreads = 1;
 void cpu_ensure_init(void) {
     if (cpu_initialised) return;
     // One thread pool only: OpenMP. OpenBLAS runs single-threaded inside our OpenMP blocks
-    // (cpu_gemm), see cpu.h.
+    // (cpu_gemm), see cpu.h. Another CBLAS must be made single-threaded through its own
+    // environment (MKL_NUM_THREADS=1, BLIS_NUM_THREADS=1, ...).
+#ifdef LOLA_BLAS_OPENBLAS
     openblas_set_num_threads(1);
+#endif
     cpu_nthreads = omp_get_max_threads();
     if (cpu_nthreads < 1) cpu_nthreads = 1;
     cpu_initialised = 1;
@@ -45,8 +48,15 @@ const char *nn_backend_name(void) {
     cpu_ensure_init();
     // openblas_get_config() is e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64":
     // keep the first two words.
-    char blas[64] = "OpenBLAS";
-    const char *cfg = openblas_get_config();
+#ifdef LOLA_BLAS_NAME
+    char blas[64] = LOLA_BLAS_NAME;
+#else
+    char blas[64] = "CBLAS";
+#endif
+    const char *cfg = NULL;
+#ifdef LOLA_BLAS_OPENBLAS
+    cfg = openblas_get_config();
+#endif
     if (cfg) {
         int words = 0;
         size_t i = 0;

@@ -75,6 +75,7 @@ CPU_KERNEL static void lnc_bwd_block(float *db, const float *gb, const float *xb
 
 void layernorm_channels_backward(float *dx, const float *dout, const float *x, const float *mean,
                                  const float *rstd, int B, int C, int HW) {
+    if (!dx) return;
     int nblk = (HW + PIX_BLOCK - 1) / PIX_BLOCK;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * C * HW >= CPU_PAR_MIN)
     for (int b = 0; b < B; b++)
@@ -144,6 +145,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, int
 
 void layernorm_backward(float *dx, const float *dout, const float *x, const float *mean,
                         const float *rstd, int M, int D) {
+    if (!dx) return;
     int rt = ln_rows_per_task(D);
 #pragma omp parallel for schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
     for (int i = 0; i < M; i += rt)
@@ -224,6 +226,7 @@ void saturation_forward(float *out, const float *x, int B, int C, int HW, int ki
 // rmsnorm: dx_i = r * (g_i - y_i * mean_c(g y)).
 void saturation_backward(float *dx, const float *dout, const float *x, int B, int C, int HW, int kind) {
     sat_check("saturation_backward", kind);
+    if (!dx) return;
     size_t n = (size_t)B * C * HW;
     if (kind != SAT_RMSNORM) {
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)

@@ -109,6 +109,26 @@ note "   binary: $BIN (route: $ROUTE)"
 # 3. op tests ----------------------------------------------------------------------------------
 step tests 150 "$OUT/tests.log" env OMP_NUM_THREADS="$(nproc)" "$BIN" --big
 rc_tests=$?
+TEST_LOGS=("$OUT/tests.log")
+# A crash (illegal address, abort) or a timeout ends the run without its "# N passed" line: rerun
+# the sections one process each, with synchronous launches, so one bad op cannot hide the others.
+if [ "$DRY" = 1 ]; then
+    echo "[dry-run]           (if the run crashed or timed out: each section of '$BIN --list' again, one process"
+    echo "[dry-run]            each, CUDA_LAUNCH_BLOCKING=1, limit 45s, logs tests-SECTION.log)"
+elif grep -q 'no CUDA device found' "$OUT/tests.log"; then
+    note "   no usable GPU: not rerunning the sections"
+elif ! grep -qE '^# [0-9]+ passed' "$OUT/tests.log"; then
+    note "   the full test run ended early (crash or timeout): rerunning each section alone"
+    TEST_LOGS=()
+    for sec in $("$BIN" --list 2>/dev/null); do
+        step "t:$sec" 45 "$OUT/tests-$sec.log" env CUDA_LAUNCH_BLOCKING=1 OMP_NUM_THREADS="$(nproc)" "$BIN" --big --only "$sec"
+        rc=$?
+        TEST_LOGS+=("$OUT/tests-$sec.log")
+        [ "$rc" = 200 ] && break
+        grep -qE '^# [0-9]+ passed' "$OUT/tests-$sec.log" 2>/dev/null || note "   section $sec did not finish (exit $rc): $(grep -E '^error|^HINT' "$OUT/tests-$sec.log" | head -2 | tr '\n' ' ')"
+    done
+    rc_tests=1
+fi
 
 # 4. timings -----------------------------------------------------------------------------------
 step bench 120 "$OUT/bench.log" "$BIN" --no-tests --bench
@@ -129,11 +149,11 @@ fi
 
 # summary --------------------------------------------------------------------------------------
 [ "$DRY" = 1 ] && { echo "[dry-run] summary -> $OUT/summary.txt"; exit 0; }
-p=$(grep -c '^PASS ' "$OUT/tests.log" 2>/dev/null); f=$(grep -c '^FAIL ' "$OUT/tests.log" 2>/dev/null)
+p=$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -c '^PASS '); f=$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -c '^FAIL ')
 note ""
-note "tests: $p passed, $f failed (exit $rc_tests)"
-grep -E '^FAIL |^  .*worst element|^  .*first mismatch|^error|^HINT|warning' "$OUT/tests.log" | head -60 | tee -a "$OUT/summary.txt"
-grep -E '^# ' "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+note "tests: $p passed, $f failed (exit $rc_tests; logs: ${TEST_LOGS[*]##*/})"
+cat "${TEST_LOGS[@]}" 2>/dev/null | grep -E '^FAIL |^  .*worst element|^  .*first mismatch|^  not exercised|^error|^HINT|warning' | awk '!seen[$0]++' | head -60 | tee -a "$OUT/summary.txt"
+cat "${TEST_LOGS[@]}" 2>/dev/null | grep -E '^# ' | tee -a "$OUT/summary.txt"
 note "bench (exit $rc_bench):"
 grep -E '^BENCH|^error|^# timings' "$OUT/bench.log" 2>/dev/null | tee -a "$OUT/summary.txt"
 if [ -f "$OUT/memcheck.log" ]; then

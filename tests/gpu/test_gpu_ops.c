@@ -11,9 +11,10 @@
 // different order (noted per check). Each line prints how much of the tolerance was used.
 // Data movement, dropout masks and the RNG must match bit for bit.
 //
-// Usage: test_gpu_ops [--no-tests] [--big] [--bench] [--bench-quick]
+// Usage: test_gpu_ops [--no-tests] [--big] [--bench] [--bench-quick] [--only s1,s2] [--list]
 //   --big     also check larger, model-sized shapes (a few seconds of CPU reference time)
 //   --bench   time conv / linear / attention / memory-bound ops at the model shapes
+//   --only    run only the named test sections (--list prints them); no coverage check then
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -133,6 +134,10 @@ static int cmp_exact(const char *what, Pair p) {
 
 #define TA 1e-5 // tight: atol (x rms)
 #define TR 1e-4 // tight: rtol
+// Convolutions: cuDNN may pick Winograd or FFT algorithms for fp32 (exact up to a few 1e-6 of the
+// output scale); still 50x tighter than what TF32 would give.
+#define CA 2e-5
+#define CR 2e-4
 
 // ---------------------------------------------------------------------------------------------
 // Backend, memory
@@ -298,22 +303,22 @@ static void test_conv_one(int B, int Cin, int Cout, int H, int W, int K, int bia
     cpu_conv2d_forward(y.c, x.c, w.c, bias ? b.c : NULL, B, Cin, Cout, H, W, K);
     conv2d_forward(y.g, x.g, w.g, bias ? b.g : NULL, B, Cin, Cout, H, W, K);
     snprintf(name, sizeof name, "conv2d_forward out %s", tag);
-    cmp(name, y, TA, TR);
+    cmp(name, y, CA, CR);
     cpu_conv2d_backward(dx.c, dw.c, bias ? db.c : NULL, go.c, x.c, w.c, B, Cin, Cout, H, W, K);
     conv2d_backward(dx.g, dw.g, bias ? db.g : NULL, go.g, x.g, w.g, B, Cin, Cout, H, W, K);
     snprintf(name, sizeof name, "conv2d_backward dx %s", tag);
-    cmp(name, dx, TA, TR);
+    cmp(name, dx, CA, CR);
     snprintf(name, sizeof name, "conv2d_backward dw (+=) %s", tag);
-    cmp(name, dw, TA, TR);
+    cmp(name, dw, CA, CR);
     if (bias) {
         snprintf(name, sizeof name, "conv2d_backward db (+=) %s", tag);
-        cmp(name, db, TA, TR);
+        cmp(name, db, CA, CR);
     }
     // dx = NULL: only the weight gradients accumulate (again)
     cpu_conv2d_backward(NULL, dw.c, NULL, go.c, x.c, w.c, B, Cin, Cout, H, W, K);
     conv2d_backward(NULL, dw.g, NULL, go.g, x.g, w.g, B, Cin, Cout, H, W, K);
     snprintf(name, sizeof name, "conv2d_backward dw only (dx, db NULL) %s", tag);
-    cmp(name, dw, TA, TR);
+    cmp(name, dw, CA, CR);
     pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
     nn_cuda_set_conv_impl(NN_CONV_CUDNN);
     nn_cuda_set_deterministic(0);
@@ -455,8 +460,8 @@ static void test_linear(int big) {
         if (k == 1) { // TF32 switch: close to fp32 within TF32's 10-bit mantissa, then back off
             nn_cuda_set_tf32(1);
             linear_forward(y.g, x.g, w.g, b.g, M, K, N);
-            snprintf(name, sizeof name, "linear_forward with TF32 on (loose: 3e-3*rms + 3e-3) %s", tag);
-            cmp(name, y, 3e-3, 3e-3);
+            snprintf(name, sizeof name, "linear_forward with TF32 on (loose: 1e-2*rms + 1e-2) %s", tag);
+            cmp(name, y, 1e-2, 1e-2);
             nn_cuda_set_tf32(0);
             linear_forward(y.g, x.g, w.g, b.g, M, K, N);
             snprintf(name, sizeof name, "linear_forward after TF32 off again %s", tag);
@@ -886,39 +891,83 @@ static void bench_memory_bound(void) {
 
 // ---------------------------------------------------------------------------------------------
 
+// Test sections, in order; --only runs a subset (tests/gpu/run.sh reruns them one per process
+// with CUDA_LAUNCH_BLOCKING=1 when the full run crashed, to isolate the culprit).
+typedef struct {
+    const char *name;
+    void (*fn)(int big);
+} Section;
+static void sec_memory(int big) { (void)big, test_memory(); }
+static void sec_blas1(int big) { (void)big, test_blas1(); }
+static void sec_silu(int big) { (void)big, test_silu_dropout_randn(); }
+static void sec_image(int big) { (void)big, test_image_ops(); }
+static void sec_layernorm(int big) { (void)big, test_layernorm(); }
+static void sec_modulate(int big) { (void)big, test_modulate_gated(); }
+static void sec_sine(int big) { (void)big, test_sine(); }
+static void sec_rows(int big) { (void)big, test_rows_where(); }
+static void sec_losses(int big) { (void)big, test_losses(); }
+static void sec_adamw(int big) { (void)big, test_adamw(); }
+static void sec_determinism(int big) { (void)big, test_determinism(); }
+static const Section sections[] = {
+    {"memory", sec_memory},       {"blas1", sec_blas1},         {"silu_dropout_randn", sec_silu},
+    {"conv", test_conv},          {"image", sec_image},         {"linear", test_linear},
+    {"layernorm", sec_layernorm}, {"modulate", sec_modulate},   {"qk_norm_rope", test_qk_norm_rope},
+    {"attention", test_attention}, {"sine", sec_sine},          {"rows_where", sec_rows},
+    {"losses", sec_losses},       {"adamw", sec_adamw},         {"determinism", sec_determinism},
+};
+#define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
+
+static int in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int run_tests = 1, big = 0, bench = 0, quick = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-tests")) run_tests = 0;
         else if (!strcmp(argv[i], "--big")) big = 1;
         else if (!strcmp(argv[i], "--bench")) bench = 1;
         else if (!strcmp(argv[i], "--bench-quick")) bench = 1, quick = 1;
-        else {
-            fprintf(stderr, "usage: %s [--no-tests] [--big] [--bench] [--bench-quick]\n", argv[0]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--list")) {
+            for (int k = 0; k < N_SECTIONS; k++) printf("%s\n", sections[k].name);
+            return 0;
+        } else {
+            fprintf(stderr, "usage: %s [--no-tests] [--big] [--bench] [--bench-quick] [--only s1,s2] [--list]\n",
+                    argv[0]);
             return 2;
         }
     }
+    if (only)
+        for (const char *p = only; *p;) { // every name in --only must be a section
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            int found = 0;
+            for (int k = 0; k < N_SECTIONS; k++)
+                if (strlen(sections[k].name) == len && !strncmp(sections[k].name, p, len)) found = 1;
+            if (!found) lola_die("--only: unknown section '%.*s' (see --list)", (int)len, p);
+            p = e ? e + 1 : p + len;
+        }
     R = rng_seed(20261130);
     cpu_nn_init(-1);
     nn_init(0);
     if (run_tests) {
         double t0 = lola_time();
-        test_memory();
-        test_blas1();
-        test_silu_dropout_randn();
-        test_conv(big);
-        test_image_ops();
-        test_linear(big);
-        test_layernorm();
-        test_modulate_gated();
-        test_qk_norm_rope(big);
-        test_attention(big);
-        test_sine();
-        test_rows_where();
-        test_losses();
-        test_adamw();
-        test_determinism();
-        test_coverage();
+        for (int k = 0; k < N_SECTIONS; k++) {
+            if (only && !in_list(only, sections[k].name)) continue;
+            printf("## section %s\n", sections[k].name);
+            fflush(stdout);
+            sections[k].fn(big);
+        }
+        if (!only) test_coverage();
         printf("# tests took %.1f s; scratch %.1f MiB; nn_alloc peak %.1f MiB\n", lola_time() - t0,
                nn_cuda_scratch_bytes() / 1048576.0, nn_bytes_peak() / 1048576.0);
     }
