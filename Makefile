@@ -429,12 +429,9 @@ $(BUILD)/liblola.a: $(LIB_OBJ)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-# --whole-archive: a strong cmd_* definition anywhere in the library replaces the weak
-# "not implemented yet" stub of src/commands_stub.c (an archive member is otherwise only pulled
-# for undefined symbols, so the stub could win depending on member order).
 $(BUILD)/lola: $(BUILD)/obj/src/main.o $(BUILD)/liblola.a
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(BUILD)/obj/src/main.o -Wl,--whole-archive $(BUILD)/liblola.a -Wl,--no-whole-archive -o $@ $(ALL_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(BUILD)/obj/src/main.o $(BUILD)/liblola.a -o $@ $(ALL_LIBS)
 
 $(TOOLS): $(BUILD)/%: $(BUILD)/obj/tools/%.o $(BUILD)/liblola.a
 	$(call say,LINK,$@)

@@ -102,8 +102,35 @@ static void write_group(hid_t file, const char *gname, const ParamTable *t, cons
     H5Gclose(g);
 }
 
+// Writes the extra optimizer tensors under /optim/<group>/ (intermediate groups created).
+static void write_extra(hid_t optim, const CheckpointExtra *ex, const char *path) {
+    hid_t g = H5Gcreate2(optim, ex->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) lola_die("checkpoint '%s': cannot create group /optim/%s", path, ex->group);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    for (int i = 0; i < ex->n; i++) {
+        const CheckpointTensor *t = &ex->t[i];
+        hsize_t dims[2] = {(hsize_t)t->shape[0], t->ndim > 1 ? (hsize_t)t->shape[1] : 1};
+        hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
+        hid_t ds = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+            lola_die("checkpoint '%s': cannot write tensor /optim/%s/%s", path, ex->group, t->name);
+        H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    H5Pclose(lcpl);
+    H5Gclose(g);
+}
+
 void checkpoint_save(const char *path, const CheckpointMeta *meta, const ParamTable *table,
                      const float *params, const float *m, const float *v, const char *config_yaml) {
+    // Unchanged format: moments only as a pair.
+    checkpoint_save_ex(path, meta, table, params, m && v ? m : NULL, m && v ? v : NULL, NULL, config_yaml);
+}
+
+void checkpoint_save_ex(const char *path, const CheckpointMeta *meta, const ParamTable *table,
+                        const float *params, const float *m, const float *v, const CheckpointExtra *extra,
+                        const char *config_yaml) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) lola_die("checkpoint path too long: %s", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -122,10 +149,11 @@ void checkpoint_save(const char *path, const CheckpointMeta *meta, const ParamTa
     attr_i64(f, "param_count", (int64_t)table->total);
     if (config_yaml) attr_str(f, "config", config_yaml);
     write_group(f, "params", table, params, tmp);
-    if (m && v) {
+    if (m || v || (extra && extra->n > 0)) {
         hid_t g = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        write_group(g, "m", table, m, tmp);
-        write_group(g, "v", table, v, tmp);
+        if (m) write_group(g, "m", table, m, tmp);
+        if (v) write_group(g, "v", table, v, tmp);
+        if (extra && extra->n > 0) write_extra(g, extra, tmp);
         H5Gclose(g);
     }
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(f) < 0) lola_die("checkpoint '%s': flush/close failed", tmp);
@@ -195,6 +223,42 @@ static int read_group(hid_t file, const char *gname, const ParamTable *t, float 
     return 0;
 }
 
+// The root attributes into meta (absent ones stay 0; best_valid inf).
+static void read_meta(hid_t f, const char *kind, CheckpointMeta *meta) {
+    int64_t i64 = 0;
+    memset(meta, 0, sizeof *meta);
+    snprintf(meta->kind, sizeof meta->kind, "%s", kind);
+    read_i64(f, "step", &meta->step);
+    read_i64(f, "epoch", &meta->epoch);
+    read_i64(f, "samples", &meta->samples);
+    meta->best_valid = INFINITY;
+    read_f64(f, "best_valid", &meta->best_valid);
+    if (read_i64(f, "seed", &i64) == 0) meta->seed = (uint64_t)i64;
+    read_i64(f, "optim_t", &meta->optim_t);
+    char *o = read_str(f, "optimizer");
+    snprintf(meta->optimizer, sizeof meta->optimizer, "%s", o ? o : "");
+    free(o);
+}
+
+int checkpoint_read_meta(const char *path, CheckpointMeta *meta) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (!lola_exists(path) || H5Fis_hdf5(path) <= 0) return -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    H5Pset_file_locking(fapl, 0, 1);
+#endif
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return -1;
+    char *fmt = read_str(f, "format"), *k = read_str(f, "kind");
+    int rc = fmt && strcmp(fmt, CHECKPOINT_FORMAT) == 0 ? 0 : -1;
+    if (rc == 0) read_meta(f, k ? k : "", meta);
+    free(fmt);
+    free(k);
+    H5Fclose(f);
+    return rc;
+}
+
 int checkpoint_load(const char *path, const char *kind, const ParamTable *table, float *params,
                     float *m, float *v, CheckpointMeta *meta, int *has_optim, char *err, size_t cap) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -210,7 +274,7 @@ int checkpoint_load(const char *path, const char *kind, const ParamTable *table,
     if (f < 0) return fail(err, cap, "checkpoint '%s' cannot be opened (truncated or corrupt file?)", path);
     int rc = -1;
     char *fmt = read_str(f, "format"), *k = NULL;
-    int64_t ver = 0, i64 = 0;
+    int64_t ver = 0;
     if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0) {
         fail(err, cap, "checkpoint '%s' is not a lola-c checkpoint (attribute 'format' is %s)", path, fmt ? fmt : "missing");
         goto done;
@@ -224,39 +288,81 @@ int checkpoint_load(const char *path, const char *kind, const ParamTable *table,
         fail(err, cap, "checkpoint '%s' holds a '%s' model, expected '%s'", path, k ? k : "?", kind);
         goto done;
     }
-    if (meta) {
-        memset(meta, 0, sizeof *meta);
-        snprintf(meta->kind, sizeof meta->kind, "%s", k);
-        read_i64(f, "step", &meta->step);
-        read_i64(f, "epoch", &meta->epoch);
-        read_i64(f, "samples", &meta->samples);
-        meta->best_valid = INFINITY;
-        read_f64(f, "best_valid", &meta->best_valid);
-        if (read_i64(f, "seed", &i64) == 0) meta->seed = (uint64_t)i64;
-        read_i64(f, "optim_t", &meta->optim_t);
-        char *o = read_str(f, "optimizer");
-        snprintf(meta->optimizer, sizeof meta->optimizer, "%s", o ? o : "");
-        free(o);
-    }
+    if (meta) read_meta(f, k, meta);
     if (read_group(f, "params", table, params, path, err, cap) < 0) goto done;
     if (has_optim) *has_optim = 0;
-    if (m && v) {
+    if (m || v) {
         if (H5Lexists(f, "optim", H5P_DEFAULT) > 0) {
             hid_t g = H5Gopen2(f, "optim", H5P_DEFAULT);
-            int r1 = read_group(g, "m", table, m, path, err, cap);
-            int r2 = r1 == 0 ? read_group(g, "v", table, v, path, err, cap) : -1;
+            int r1 = m ? read_group(g, "m", table, m, path, err, cap) : 0;
+            int r2 = r1 == 0 && v ? read_group(g, "v", table, v, path, err, cap) : r1;
             H5Gclose(g);
             if (r1 < 0 || r2 < 0) goto done;
             if (has_optim) *has_optim = 1;
         } else {
-            memset(m, 0, table->total * sizeof(float));
-            memset(v, 0, table->total * sizeof(float));
+            if (m) memset(m, 0, table->total * sizeof(float));
+            if (v) memset(v, 0, table->total * sizeof(float));
         }
     }
     rc = 0;
 done:
     free(fmt);
     free(k);
+    H5Fclose(f);
+    return rc;
+}
+
+int checkpoint_load_extra(const char *path, const CheckpointExtra *extra, char *err, size_t cap) {
+    if (!extra || extra->n == 0) return 0;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    H5Pset_file_locking(fapl, 0, 1);
+#endif
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return fail(err, cap, "checkpoint '%s' cannot be opened (truncated or corrupt file?)", path);
+    char gname[256];
+    snprintf(gname, sizeof gname, "optim/%s", extra->group);
+    hid_t g = H5Lexists(f, "optim", H5P_DEFAULT) > 0 && H5Lexists(f, gname, H5P_DEFAULT) > 0
+                  ? H5Gopen2(f, gname, H5P_DEFAULT) : -1;
+    if (g < 0) {
+        H5Fclose(f);
+        return fail(err, cap, "checkpoint '%s' has no /%s group (made with another optimizer, or weights only?)", path, gname);
+    }
+    int rc = 0;
+    for (int i = 0; i < extra->n && rc == 0; i++) {
+        const CheckpointTensor *t = &extra->t[i];
+        // Each path component must exist before H5Dopen2 (H5Lexists fails on a missing parent).
+        int found = 1;
+        char part[sizeof t->name];
+        for (const char *c = t->name; found && (c = strchr(c, '/')) != NULL; c++) {
+            snprintf(part, sizeof part, "%.*s", (int)(c - t->name), t->name);
+            found = H5Lexists(g, part, H5P_DEFAULT) > 0;
+        }
+        if (!found || H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
+            rc = fail(err, cap, "checkpoint '%s': tensor /%s/%s is missing (another model or optimizer config?)", path, gname, t->name);
+            break;
+        }
+        hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
+        hid_t sp = H5Dget_space(ds);
+        int nd = H5Sget_simple_extent_ndims(sp);
+        hsize_t dims[2] = {0, 0};
+        int ok = nd == t->ndim;
+        if (ok) {
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+            ok = dims[0] == (hsize_t)t->shape[0] && (nd < 2 || dims[1] == (hsize_t)t->shape[1]);
+        }
+        if (!ok)
+            rc = fail(err, cap, "checkpoint '%s': tensor /%s/%s has %d dims (%llu, %llu), expected %d (%lld, %lld)", path, gname,
+                      t->name, nd, (unsigned long long)dims[0], (unsigned long long)dims[1], t->ndim, (long long)t->shape[0],
+                      (long long)(t->ndim > 1 ? t->shape[1] : 0));
+        else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+            rc = fail(err, cap, "checkpoint '%s': cannot read tensor /%s/%s (truncated or corrupt file?)", path, gname, t->name);
+        H5Sclose(sp);
+        H5Dclose(ds);
+    }
+    H5Gclose(g);
     H5Fclose(f);
     return rc;
 }

@@ -5,11 +5,8 @@
 // 0 done, 1 failure (most failures die through lola_die instead), 2 usage error or not
 // implemented, LOLA_EXIT_REQUEUE (train.h: stopped on a signal after checkpointing).
 //
-// Plugging in an implementation: define the function (same signature, no `weak`) in any src/*.c
-// file. src/commands_stub.c holds WEAK defaults that print "lola <cmd>: not implemented yet in
-// this build" and return 2; build/lola is linked with --whole-archive (Makefile), so a strong
-// definition anywhere in liblola.a replaces the stub. (A test program linked against the plain
-// archive gets whichever member the linker pulls first: call the stage functions directly there.)
+// Every command is implemented in src/: cmd_info in main.c, the stage commands and info_models
+// in cmd_stages.c, export/import in stage_export.c.
 #ifndef LOLA_COMMANDS_H
 #define LOLA_COMMANDS_H
 
@@ -30,11 +27,7 @@ int cmd_pipeline(const Config *cfg, int argc, char **argv); // run.stages in ord
 int cmd_export(const Config *cfg, int argc, char **argv);   // weights -> safetensors
 int cmd_import(const Config *cfg, int argc, char **argv);   // safetensors -> weights
 
-// HOOK for `lola info`: prints each model's parameter count, FLOPs and memory per sample for the
-// config. The weak default says it is not available yet; define it (strong) where the models live.
+// `lola info`'s model table: each model's parameter count, FLOPs and memory per sample.
 void info_models(const Config *cfg, FILE *out);
-
-// Prints "lola <name>: not implemented yet in this build" (rank 0, stderr) and returns 2.
-int cmd_not_implemented(const char *name);
 
 #endif

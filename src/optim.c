@@ -3,8 +3,12 @@
 
 #include <math.h>
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "common.h"
 #include "nn.h"
+#include "psgd.h"
 
 double lr_factor(LrSchedule sched, int epoch, int epochs, int warmup) {
     double t = (double)epoch, E = epochs > 0 ? (double)epochs : 1.0, f = 1.0;
@@ -19,6 +23,7 @@ double lr_factor(LrSchedule sched, int epoch, int epochs, int warmup) {
 }
 
 void optim_init(Optim *o, const OptimConfig *cfg, size_t n) {
+    memset(o, 0, sizeof *o);
     o->cfg = *cfg;
     o->n = n;
     o->t = 0;
@@ -29,17 +34,86 @@ void optim_init(Optim *o, const OptimConfig *cfg, size_t n) {
         o->v = nn_alloc(n);
         break;
     case OPTIM_PSGD:
-        lola_die_hint("set optim.optimizer=adamw (lola-spec.md 9 lists AdamW for the AE as an accepted deviation)",
-                      "optimizer 'psgd' (PSGD-Kron) is not implemented in this build");
+        lola_die("internal error: optimizer 'psgd' needs the parameter shapes (call optim_init_table)");
     case OPTIM_SOAP:
-        lola_die_hint("set optim.optimizer=adamw", "optimizer 'soap' is not implemented in this build");
+        lola_die_hint("set optim.optimizer=adamw or psgd", "optimizer 'soap' is not implemented in this build");
     }
+}
+
+void optim_init_table(Optim *o, const OptimConfig *cfg, const ParamTable *table) {
+    if (cfg->kind != OPTIM_PSGD) {
+        optim_init(o, cfg, table->total);
+        return;
+    }
+    memset(o, 0, sizeof *o);
+    o->cfg = *cfg;
+    o->n = table->total;
+    if (cfg->merge_dims)
+        lola_die_hint("set optim.merge_dims=false (LoLa's setting)", "optimizer 'psgd': merge_dims=true is not implemented");
+    PsgdConfig pc;
+    psgd_config_default(&pc);
+    pc.beta = cfg->beta1;
+    if (cfg->precond_frequency > 0) pc.min_prob = 1.0 / (double)cfg->precond_frequency;
+    if (cfg->precond_decay > 0) pc.prob_decay = cfg->precond_decay;
+    if (cfg->precond_size > 0) pc.max_size = cfg->precond_size;
+    o->psgd = LOLA_NEW(PsgdState, 1);
+    psgd_init(o->psgd, &pc, table);
+    o->n_extra = psgd_state_tensors(o->psgd, NULL, 0);
+    o->extra = LOLA_NEW(CheckpointTensor, o->n_extra > 0 ? o->n_extra : 1);
+    psgd_state_tensors(o->psgd, o->extra, o->n_extra);
+    size_t st = 0, scratch = 0;
+    psgd_state_floats(&pc, table, &st, &scratch);
+    log_info("psgd: %d tensors, state %.1f MiB + scratch %.1f MiB (host)", table->n, st * 4.0 / 1048576.0,
+             scratch * 4.0 / 1048576.0);
 }
 
 void optim_free(Optim *o) {
     if (o->m) nn_free(o->m);
     if (o->v) nn_free(o->v);
     o->m = o->v = NULL;
+    if (o->psgd) {
+        psgd_free(o->psgd);
+        free(o->psgd);
+        o->psgd = NULL;
+    }
+    free(o->extra);
+    o->extra = NULL;
+    o->n_extra = 0;
+}
+
+const char *optim_kind_name(OptimKind k) {
+    switch (k) {
+    case OPTIM_ADAMW: return "adamw";
+    case OPTIM_PSGD: return "psgd";
+    case OPTIM_SOAP: return "soap";
+    }
+    return "?";
+}
+
+int optim_moment_slots(const Optim *o) { return o->psgd ? 1 : (o->m ? 1 : 0) | (o->v ? 2 : 0); }
+
+void optim_moments_to_host(const Optim *o, float *h_m, float *h_v) {
+    if (o->psgd) {
+        memcpy(h_m, o->psgd->mom, o->n * sizeof(float));
+        return;
+    }
+    if (o->m) nn_to_host(h_m, o->m, o->n);
+    if (o->v) nn_to_host(h_v, o->v, o->n);
+}
+
+void optim_moments_from_host(Optim *o, const float *h_m, const float *h_v) {
+    if (o->psgd) {
+        memcpy(o->psgd->mom, h_m, o->n * sizeof(float));
+        return;
+    }
+    if (o->m) nn_to_backend(o->m, h_m, o->n);
+    if (o->v) nn_to_backend(o->v, h_v, o->n);
+}
+
+void optim_extra_state(const Optim *o, CheckpointExtra *ex) {
+    ex->group = "psgd";
+    ex->n = o->psgd ? o->n_extra : 0;
+    ex->t = o->extra;
 }
 
 double grad_global_norm(const float *grads, size_t n) { return sqrt(nn_sum_squares(grads, n)); }
@@ -57,7 +131,10 @@ int optim_step(Optim *o, float *params, float *grads, float lr, double *norm_out
     double c = clip_coefficient(norm, o->cfg.grad_clip);
     if (c < 1.0) nn_scale(grads, (float)c, o->n);
     o->t++;
-    adamw_update(params, grads, o->m, o->v, o->n, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-                 o->cfg.weight_decay, (int)o->t);
+    if (o->psgd)
+        psgd_step(o->psgd, params, grads, lr, o->cfg.weight_decay, o->t);
+    else
+        adamw_update(params, grads, o->m, o->v, o->n, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                     o->cfg.weight_decay, (int)o->t);
     return 1;
 }

@@ -1,10 +1,14 @@
 // optim.h: optimizer state, learning-rate schedule and the safe gradient step shared by every
-// training stage (lola-spec.md 6.1-6.2; LoLa lola/optim.py get_optimizer / safe_gd_step).
+// training stage (lola-spec.md 6.1-6.3; LoLa lola/optim.py get_optimizer / safe_gd_step). AdamW runs
+// on the backend (adamw_update); PSGD-Kron on the host (src/psgd.h).
 #ifndef LOLA_OPTIM_H
 #define LOLA_OPTIM_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "checkpoint.h"
+#include "params.h"
 
 typedef enum { OPTIM_ADAMW = 0, OPTIM_PSGD, OPTIM_SOAP } OptimKind;
 typedef enum { LR_NONE = 0, LR_COSINE, LR_LINEAR, LR_EXPONENTIAL } LrSchedule;
@@ -19,13 +23,21 @@ typedef struct {
     LrSchedule sched;
     int epochs;       // schedule length E
     int warmup;       // warmup epochs (0 = none)
+    // PSGD-Kron (lola-spec.md 6.3, 8.5); 0 means LoLa's value.
+    int precond_frequency; // 64: minimum preconditioner update probability 1/64
+    double precond_decay;  // 0.999: update probability max(1/frequency, decay^k)
+    int precond_size;      // 4096: largest axis with a dense triangular factor
+    int merge_dims;        // must be 0 (LoLa: false; merging is not implemented)
 } OptimConfig;
 
 typedef struct {
     OptimConfig cfg;
     size_t n;        // parameters
-    float *m, *v;    // backend buffers (AdamW first/second moments), n each
+    float *m, *v;    // backend buffers (AdamW first/second moments), n each; NULL for PSGD
     int64_t t;       // optimizer steps taken (skipped steps do not count)
+    struct PsgdState *psgd;  // PSGD-Kron state (host memory, src/psgd.h), NULL for AdamW
+    CheckpointTensor *extra; // checkpoint view of the PSGD factors (owned)
+    int n_extra;
 } Optim;
 
 // LoLa's epoch learning-rate factor (stepped once per epoch, e = 0..E-1):
@@ -33,9 +45,25 @@ typedef struct {
 // none 1; times the warmup factor min(1, (e + 1) / (warmup + 1)).
 double lr_factor(LrSchedule sched, int epoch, int epochs, int warmup);
 
-// Allocates zeroed optimizer state for n parameters. Dies for optimizers not built yet (PSGD, SOAP).
+// Allocates zeroed optimizer state for n parameters. Dies for optimizers that need the parameter
+// shapes (PSGD: use optim_init_table) and for those not built yet (SOAP).
 void optim_init(Optim *o, const OptimConfig *cfg, size_t n);
+// Same, with the parameter table (kept by pointer): required by PSGD-Kron, whose factors follow
+// each tensor's shape. Dies on a PSGD setting that is not supported (merge_dims).
+void optim_init_table(Optim *o, const OptimConfig *cfg, const ParamTable *table);
 void optim_free(Optim *o);
+// "adamw", "psgd", "soap" (the checkpoint's @optimizer attribute).
+const char *optim_kind_name(OptimKind k);
+
+// Checkpoint glue. Per-parameter moment slots the optimizer stores: bit 0 = m, bit 1 = v
+// (AdamW 3: m and v; PSGD 1: m = the momentum). to_host copies them into host buffers of n floats
+// (only the slots it stores); from_host restores them.
+int optim_moment_slots(const Optim *o);
+void optim_moments_to_host(const Optim *o, float *h_m, float *h_v);
+void optim_moments_from_host(Optim *o, const float *h_m, const float *h_v);
+// Further state as named host tensors that checkpoints write and read in place (PSGD factors and
+// caches, group "psgd"); ex->n = 0 for AdamW.
+void optim_extra_state(const Optim *o, CheckpointExtra *ex);
 
 // Global L2 norm of grads (n elements, backend memory), float64 accumulation.
 double grad_global_norm(const float *grads, size_t n);

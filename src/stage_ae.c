@@ -219,6 +219,10 @@ static void optim_config_from(const CfgOptim *o, const CfgTrain *tr, OptimConfig
     out->sched = (LrSchedule)o->scheduler;
     out->epochs = tr->epochs;
     out->warmup = o->warmup;
+    out->precond_frequency = o->precondition_frequency; // PSGD-Kron (src/psgd.h)
+    out->precond_decay = o->precondition_frequency_decay;
+    out->precond_size = o->precondition_size;
+    out->merge_dims = o->merge_dims;
 }
 
 void train_config_from(const Config *cfg, const CfgTrain *tr, const CfgOptim *o, const char *dir, TrainConfig *out) {

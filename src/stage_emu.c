@@ -147,11 +147,24 @@ static int train_emulator(const Config *cfg, EmuKind kind) {
     WellSplit probe;
     open_split(cfg, "train", &probe);
     int C_pix = probe.n_channels;
+    int64_t pix_h = probe.n_dims >= 2 ? probe.shape[0] : 0, pix_w = probe.n_dims >= 2 ? probe.shape[1] : 0;
     well_close(&probe);
     char ae_id[128];
     ae_identity(cfg, C_pix, ae_id, sizeof ae_id);
     latents_open_split(cfg, "train", ae_id, &t.train);
     latents_open_split(cfg, "valid", ae_id, &t.valid);
+    // The caches must hold this AE's latents (C_lat, H / 2^(levels-1), W / 2^(levels-1)): files
+    // that agree with each other but not with the AE would otherwise train a model eval cannot use.
+    const int lv = cfg->ae.n_hid_channels;
+    const LatentSet *sets[2] = {&t.train, &t.valid};
+    for (int k = 0; k < 2; k++)
+        if (sets[k]->channels != cfg->ae.lat_channels || sets[k]->n_spatial != 2 || sets[k]->spatial[0] != (pix_h >> (lv - 1)) ||
+            sets[k]->spatial[1] != (pix_w >> (lv - 1)))
+            lola_die_hint("rerun `lola cache` with this config's autoencoder",
+                          "train-%s: latent cache '%s' holds %d x %lld x %lld latents, the autoencoder makes %d x %lld x %lld", name,
+                          sets[k]->files[0].path, sets[k]->channels, (long long)sets[k]->spatial[0],
+                          (long long)(sets[k]->n_spatial > 1 ? sets[k]->spatial[1] : 0), cfg->ae.lat_channels,
+                          (long long)(pix_h >> (lv - 1)), (long long)(pix_w >> (lv - 1)));
     if (t.valid.channels != t.train.channels || t.valid.label_dim != t.train.label_dim || t.valid.spatial[0] != t.train.spatial[0])
         lola_die("train-%s: the train and valid latent caches disagree in shape", name);
     t.L = cfg->trajectory.length;

@@ -223,4 +223,21 @@ if [ -f "$BUILD/liblola.a" ] && [ "$default_backend" = cpu ]; then
         fail "buildinfo test program does not link"; head -10 "$tmp/bi.cc" | sed 's/^/    /'
     fi
 fi
+# ------------------------------------------------------------------------------------------------
+# Both sides of buildinfo.c's compile-time switches compile warning-free (-Werror, syntax only).
+DEPF=$(make --no-print-directory -s BUILD="$BUILD" print-DEP_CFLAGS)
+CUDAF=$(make --no-print-directory -s BUILD="$BUILD" print-CUDA_CFLAGS)
+variants=("" "-DLOLA_MPI -DLOLA_HDF5_PARALLEL -DLOLA_BLAS_OPENBLAS -DLOLA_HAVE_PNG -fopenmp" "-DLOLA_BLAS_NAME=\"MKL\"")
+if [ -n "$(make --no-print-directory -s BUILD="$BUILD" print-NVCC)" ]; then
+    variants+=("-DLOLA_BACKEND_CUDA -DLOLA_CUDA_ARCH=\"sm_90a\" $CUDAF"
+               "-DLOLA_BACKEND_CUDA -DLOLA_CUDA_ARCH=\"sm_80\" -DLOLA_HAVE_CUDNN -DLOLA_HAVE_NCCL -DLOLA_MPI $CUDAF")
+fi
+for v in "${variants[@]}"; do
+    # shellcheck disable=SC2086
+    if ${CC:-gcc} -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsyntax-only $DEPF $v src/buildinfo.c >"$tmp/bi-v.log" 2>&1; then
+        pass "buildinfo.c compiles with [${v:0:60}]"
+    else
+        fail "buildinfo.c with [$v]"; head -10 "$tmp/bi-v.log" | sed 's/^/    /'
+    fi
+done
 [ $fails -eq 0 ]

@@ -8,8 +8,8 @@
 #    over the train files (per-file var_mean, count-weighted mixture; %.4E rounding);
 #  - the checker rejects broken files (plain int8 bool, fixed-length string, mask ends False,
 #    chunked field data, wrong field shape);
-#  - the same seed gives identical data with 2 MPI ranks (when mpirun works) and a different
-#    seed gives different data;
+#  - the same seed gives identical data with 2 MPI ranks (when mpirun works) and with OpenMP over
+#    grid rows instead of over trajectories; a different seed gives different data;
 #  - bad command lines exit non-zero with a message naming the problem.
 # Prints PASS/FAIL lines (tests/run.sh counts them).
 set -u
@@ -183,6 +183,13 @@ if command -v mpirun >/dev/null 2>&1 && timeout 120 env OMP_NUM_THREADS=1 "${M[@
     fi
 else
     echo "SKIP t_well_euler: mpirun -np 2 not available or failed: $(tail -2 "$W/m.log" 2>/dev/null)"
+fi
+if OMP_NUM_THREADS=2 "$GEN" --out "$W/r" "${ARGS[@]}" --bc open --parallel rows >"$W/r.log" 2>&1 &&
+   grep -q "parallel over grid rows" "$W/r.log" &&
+   same_data "$W/a/euler_multi_quadrants_openBC" "$W/r/euler_multi_quadrants_openBC"; then
+    pass "--parallel rows (OpenMP over grid rows) gives identical data to --parallel traj"
+else
+    fail "--parallel rows differs from the trajectory-parallel run (or failed): $(tail -2 "$W/r.log")"
 fi
 if OMP_NUM_THREADS=2 "$GEN" --out "$W/s" --resolution 32 --internal-resolution 64 --trajectories 2 --frames 6 \
        --t-max 0.2 --seed 6 --bc open --gammas 1.4 >"$W/s.log" 2>&1 &&

@@ -72,8 +72,9 @@ static void usage(void) {
            "  80/10/10 by trajectory with >= 1 valid and test trajectory when it has >= 3.\n"
            "--internal-resolution M: solve at M x M (a multiple of --resolution) and downsample like the\n"
            "  mini well (Gaussian sigma=(f-1)/2, nearest edge, stride f). Default: M = resolution.\n"
-           "--parallel: OpenMP threads run whole trajectories (traj; default when M <= 192) or split the\n"
-           "  rows of one trajectory (rows). The output bytes are the same either way.\n");
+           "--parallel: OpenMP threads run whole trajectories (traj; the default while threads x one\n"
+           "  trajectory's output fit in 1 GiB) or split the rows of one trajectory (rows). The output\n"
+           "  bytes are the same either way.\n");
 }
 
 static long parse_int(const char *opt, const char *v, long lo, long hi) {
@@ -296,7 +297,11 @@ int main(int argc, char **argv) {
 
     // parallel mode: several trajectories at once (one thread each) on small grids, OpenMP over rows
     // of one trajectory on large grids. Either way the bytes are the same.
-    int par_traj = a.par_mode == 1 || (a.par_mode == 0 && a.internal <= 192);
+    // auto: whole trajectories per thread whenever their output buffers (threads x 5 x frames x N²
+    // floats) fit in 1 GiB, since per-loop OpenMP barriers on one grid scale poorly (and very badly
+    // on a loaded machine); otherwise rows.
+    const int nthreads = omp_get_max_threads();
+    int par_traj = a.par_mode == 1 || (a.par_mode == 0 && (double)nthreads * (double)msg * sizeof(float) <= 1073741824.0);
     const int K = par_traj ? omp_get_max_threads() : 1;
     if (par_traj) omp_set_max_active_levels(1);
     if (a.par_mode == 2) euler_set_omp_min_cells(0); // rows requested: split every grid
