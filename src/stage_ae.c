@@ -237,6 +237,7 @@ void train_config_from(const Config *cfg, const CfgTrain *tr, const CfgOptim *o,
     optim_config_from(o, tr, &out->optim);
     out->dir = dir;
     out->log_every = 0;
+    out->checkpoint_every = tr->checkpoint_every;
     const char *stop = getenv("LOLA_STOP_AFTER_STEPS");
     if (stop) out->stop_after_steps = atoll(stop);
     (void)cfg;

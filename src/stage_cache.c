@@ -59,7 +59,11 @@ static void cache_split(const Config *cfg, Dcae *m, const char *ae_id, const cha
     const int C = s.n_channels, H = (int)s.shape[0], W = (int)s.shape[1], R = dist_size(), rank = dist_rank();
     const int L = m->cfg.levels, Cl = m->cfg.lat_channels;
     int64_t hw[2] = {H >> (L - 1), W >> (L - 1)};
-    const int chunk = 8;
+    // Frames encoded per batch: as many as fit in ~4M input floats (the whole 64x64 trajectory;
+    // 3 frames at 512x512), at least 1.
+    int chunk = (int)(((int64_t)1 << 22) / ((int64_t)C * H * W));
+    if (chunk < 1) chunk = 1;
+    if (chunk > 128) chunk = 128;
     float *dx = nn_alloc((size_t)chunk * C * H * W), *dz = nn_alloc((size_t)chunk * Cl * hw[0] * hw[1]);
     uint64_t seed = (uint64_t)(uint32_t)cfg->ae_train.seed ^ (strcmp(split, "train") == 0 ? 0x7472ULL : 0x7661ULL);
     int done_files = 0, skipped = 0;

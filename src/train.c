@@ -245,7 +245,9 @@ int train_run(TrainTask *task, const TrainConfig *cfg, TrainResult *result) {
                     M_NUM("valid_loss_mean", vmean), M_NUM("valid_loss_std", stat_std(&sv)),
                     M_NUM("grad_norm_mean", stat_mean(&sg)), M_NUM("grad_norm_std", stat_std(&sg)), M_NUM("learning_rate", lr),
                     M_NUM("samples_per_s", sps), M_INT("skipped_steps", skipped), M_INT("ranks", R));
-        save(task, cfg, &opt, state_path, step, samples, best_valid, h_params, h_m, h_v);
+        int every = cfg->checkpoint_every > 0 ? cfg->checkpoint_every : 1;
+        if ((epoch + 1) % every == 0 || epoch + 1 == cfg->epochs)
+            save(task, cfg, &opt, state_path, step, samples, best_valid, h_params, h_m, h_v);
         if (improved) save(task, cfg, &opt, best_path, step, samples, best_valid, h_params, h_m, h_v);
     }
     if (stopped) {

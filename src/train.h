@@ -58,6 +58,7 @@ typedef struct {
     const char *dir;         // stage directory (checkpoints state.h5 / best.h5, metrics.jsonl)
     const char *config_yaml; // resolved config stored in checkpoints (may be NULL)
     int log_every;           // progress line every N steps (0: once per epoch)
+    int checkpoint_every;    // epochs between state.h5 saves (the last epoch and a stop always save)
     int64_t stop_after_steps;// testing aid: save and stop after this many steps in this run (0 = off)
 } TrainConfig;
 

@@ -32,6 +32,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "common.h"
 #include "dcae.h"
@@ -267,6 +270,14 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+// Median of v[0..n-1] (mean of the two middle values for even n, like Python's statistics.median).
+static double median(const double *v, int n) {
+    double s[64];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
 int main(int argc, char **argv) {
     Opts o;
     parse(&o, argc, argv);
@@ -280,7 +291,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < o.warmup; i++) bench_step(&b);
     nn_sync();
     printf("# warm-up %d steps %.2f s, loss %.5f\n", o.warmup, lola_time() - t0, b.last_loss);
-    double rate[64], sorted[64], cpu_rate[64];
+    double rate[64], cpu_rate[64];
     for (int r = 0; r < o.rounds; r++) {
         int steps = 0;
         double start = lola_time(), el = 0, cstart = cpu_time();
@@ -296,18 +307,17 @@ int main(int argc, char **argv) {
                rate[r], cpu_rate[r], b.last_loss);
         fflush(stdout);
     }
-    memcpy(sorted, rate, sizeof(double) * o.rounds);
-    qsort(sorted, o.rounds, sizeof(double), cmp_double);
-    double med = sorted[o.rounds / 2];
-    if (o.rounds % 2 == 0) med = 0.5 * (sorted[o.rounds / 2 - 1] + sorted[o.rounds / 2]);
+    double med = median(rate, o.rounds);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    const char *thr = getenv("OMP_NUM_THREADS");
-    printf("RESULT impl=lola workload=%s batch=%d params=%zu threads=%s samples_per_s=%.3f rounds=", o.workload, o.batch,
-           b.nparams, thr ? thr : "default", med);
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    printf("RESULT impl=lola workload=%s batch=%d params=%zu threads=%d samples_per_s=%.3f rounds=", o.workload, o.batch,
+           b.nparams, threads, med);
     for (int r = 0; r < o.rounds; r++) printf("%s%.2f", r ? "," : "", rate[r]);
-    qsort(cpu_rate, o.rounds, sizeof(double), cmp_double);
-    printf(" cpu_samples_per_s=%.3f", cpu_rate[o.rounds / 2]);
+    printf(" cpu_samples_per_s=%.3f", median(cpu_rate, o.rounds));
     printf(" gflops=%.2f peak_nn_mib=%.1f maxrss_mib=%.1f flops_per_sample=%.6g\n", med * b.flops_per_sample * 1e-9,
            nn_bytes_peak() / 1048576.0, ru.ru_maxrss / 1024.0, b.flops_per_sample);
     optim_free(&b.opt);
