@@ -12,77 +12,11 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "h5attr.h"
+#include "wellwrite.h"
 
 // ---- small typed attribute helpers -------------------------------------------------------------
 
-static void attr_i64(hid_t obj, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) lola_die("checkpoint: cannot write attribute %s", name);
-    H5Aclose(a);
-    H5Sclose(sp);
-}
-
-static void attr_f64(hid_t obj, const char *name, double v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, &v) < 0) lola_die("checkpoint: cannot write attribute %s", name);
-    H5Aclose(a);
-    H5Sclose(sp);
-}
-
-static hid_t vlen_str_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    return t;
-}
-
-static void attr_str(hid_t obj, const char *name, const char *s) {
-    hid_t t = vlen_str_type();
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, t, &s) < 0) lola_die("checkpoint: cannot write attribute %s", name);
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-}
-
-static int read_i64(hid_t obj, const char *name, int64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
-    H5Aclose(a);
-    return rc;
-}
-
-static int read_f64(hid_t obj, const char *name, double *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
-    H5Aclose(a);
-    return rc;
-}
-
-// Reads a variable-length string attribute into a malloc'd buffer (NULL on failure).
-static char *read_str(hid_t obj, const char *name) {
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t ft = H5Aget_type(a);
-    char *out = NULL;
-    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0) {
-        hid_t t = vlen_str_type();
-        char *s = NULL;
-        if (H5Aread(a, t, &s) >= 0 && s) {
-            out = strdup(s);
-            H5free_memory(s);
-        }
-        H5Tclose(t);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return out;
-}
 
 static void write_tensor(hid_t group, const ParamSpec *r, const float *data, const char *path) {
     hsize_t dims[PARAM_MAX_DIMS];
@@ -136,18 +70,18 @@ void checkpoint_save_ex(const char *path, const CheckpointMeta *meta, const Para
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) lola_die_hint("check that the run directory exists and is writable", "cannot create checkpoint '%s'", tmp);
-    attr_str(f, "format", CHECKPOINT_FORMAT);
-    attr_i64(f, "format_version", CHECKPOINT_VERSION);
-    attr_str(f, "kind", meta->kind);
-    attr_i64(f, "step", meta->step);
-    attr_i64(f, "epoch", meta->epoch);
-    attr_i64(f, "samples", meta->samples);
-    attr_f64(f, "best_valid", meta->best_valid);
-    attr_i64(f, "seed", (int64_t)meta->seed);
-    attr_i64(f, "optim_t", meta->optim_t);
-    attr_str(f, "optimizer", meta->optimizer[0] ? meta->optimizer : "adamw");
-    attr_i64(f, "param_count", (int64_t)table->total);
-    if (config_yaml) attr_str(f, "config", config_yaml);
+    wellw_attr_str(f, "format", CHECKPOINT_FORMAT);
+    wellw_attr_i64(f, "format_version", CHECKPOINT_VERSION);
+    wellw_attr_str(f, "kind", meta->kind);
+    wellw_attr_i64(f, "step", meta->step);
+    wellw_attr_i64(f, "epoch", meta->epoch);
+    wellw_attr_i64(f, "samples", meta->samples);
+    wellw_attr_f64(f, "best_valid", meta->best_valid);
+    wellw_attr_i64(f, "seed", (int64_t)meta->seed);
+    wellw_attr_i64(f, "optim_t", meta->optim_t);
+    wellw_attr_str(f, "optimizer", meta->optimizer[0] ? meta->optimizer : "adamw");
+    wellw_attr_i64(f, "param_count", (int64_t)table->total);
+    if (config_yaml) wellw_attr_str(f, "config", config_yaml);
     write_group(f, "params", table, params, tmp);
     if (m || v || (extra && extra->n > 0)) {
         hid_t g = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -228,29 +162,22 @@ static void read_meta(hid_t f, const char *kind, CheckpointMeta *meta) {
     int64_t i64 = 0;
     memset(meta, 0, sizeof *meta);
     snprintf(meta->kind, sizeof meta->kind, "%s", kind);
-    read_i64(f, "step", &meta->step);
-    read_i64(f, "epoch", &meta->epoch);
-    read_i64(f, "samples", &meta->samples);
+    h5attr_read_i64(f, "step", &meta->step);
+    h5attr_read_i64(f, "epoch", &meta->epoch);
+    h5attr_read_i64(f, "samples", &meta->samples);
     meta->best_valid = INFINITY;
-    read_f64(f, "best_valid", &meta->best_valid);
-    if (read_i64(f, "seed", &i64) == 0) meta->seed = (uint64_t)i64;
-    read_i64(f, "optim_t", &meta->optim_t);
-    char *o = read_str(f, "optimizer");
+    h5attr_read_f64(f, "best_valid", &meta->best_valid);
+    if (h5attr_read_i64(f, "seed", &i64) == 0) meta->seed = (uint64_t)i64;
+    h5attr_read_i64(f, "optim_t", &meta->optim_t);
+    char *o = h5attr_read_str(f, "optimizer");
     snprintf(meta->optimizer, sizeof meta->optimizer, "%s", o ? o : "");
     free(o);
 }
 
 int checkpoint_read_meta(const char *path, CheckpointMeta *meta) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (!lola_exists(path) || H5Fis_hdf5(path) <= 0) return -1;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    hid_t f = lola_exists(path) ? h5_open_readonly(path) : -1;
     if (f < 0) return -1;
-    char *fmt = read_str(f, "format"), *k = read_str(f, "kind");
+    char *fmt = h5attr_read_str(f, "format"), *k = h5attr_read_str(f, "kind");
     int rc = fmt && strcmp(fmt, CHECKPOINT_FORMAT) == 0 ? 0 : -1;
     if (rc == 0) read_meta(f, k ? k : "", meta);
     free(fmt);
@@ -263,27 +190,20 @@ int checkpoint_load(const char *path, const char *kind, const ParamTable *table,
                     float *m, float *v, CheckpointMeta *meta, int *has_optim, char *err, size_t cap) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (!lola_exists(path)) return fail(err, cap, "checkpoint '%s' does not exist", path);
-    htri_t is = H5Fis_hdf5(path);
-    if (is <= 0) return fail(err, cap, "checkpoint '%s' is not a readable HDF5 file (truncated or foreign file?)", path);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (f < 0) return fail(err, cap, "checkpoint '%s' cannot be opened (truncated or corrupt file?)", path);
+    hid_t f = h5_open_readonly(path);
+    if (f < 0) return fail(err, cap, "checkpoint '%s' is not a readable HDF5 file (truncated or foreign file?)", path);
     int rc = -1;
-    char *fmt = read_str(f, "format"), *k = NULL;
+    char *fmt = h5attr_read_str(f, "format"), *k = NULL;
     int64_t ver = 0;
     if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0) {
         fail(err, cap, "checkpoint '%s' is not a lola-c checkpoint (attribute 'format' is %s)", path, fmt ? fmt : "missing");
         goto done;
     }
-    if (read_i64(f, "format_version", &ver) < 0 || ver != CHECKPOINT_VERSION) {
+    if (h5attr_read_i64(f, "format_version", &ver) < 0 || ver != CHECKPOINT_VERSION) {
         fail(err, cap, "checkpoint '%s' has format_version %lld, this build reads %d", path, (long long)ver, CHECKPOINT_VERSION);
         goto done;
     }
-    k = read_str(f, "kind");
+    k = h5attr_read_str(f, "kind");
     if (!k || (kind && strcmp(k, kind) != 0)) {
         fail(err, cap, "checkpoint '%s' holds a '%s' model, expected '%s'", path, k ? k : "?", kind);
         goto done;
@@ -314,13 +234,7 @@ done:
 
 int checkpoint_load_extra(const char *path, const CheckpointExtra *extra, char *err, size_t cap) {
     if (!extra || extra->n == 0) return 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    hid_t f = h5_open_readonly(path);
     if (f < 0) return fail(err, cap, "checkpoint '%s' cannot be opened (truncated or corrupt file?)", path);
     char gname[256];
     snprintf(gname, sizeof gname, "optim/%s", extra->group);
@@ -368,10 +282,9 @@ int checkpoint_load_extra(const char *path, const CheckpointExtra *extra, char *
 }
 
 char *checkpoint_read_config(const char *path) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t f = h5_open_readonly(path);
     if (f < 0) return NULL;
-    char *s = read_str(f, "config");
+    char *s = h5attr_read_str(f, "config");
     H5Fclose(f);
     return s;
 }

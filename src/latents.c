@@ -10,57 +10,8 @@
 #include <unistd.h>
 
 #include "common.h"
-
-static hid_t str_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    return t;
-}
-
-static void put_str_attr(hid_t obj, const char *name, const char *v, const char *path) {
-    hid_t t = str_type(), sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, t, &v) < 0) lola_die("latent cache '%s': cannot write attribute %s", path, name);
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-}
-
-static void put_i64_attr(hid_t obj, const char *name, int64_t v, const char *path) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) lola_die("latent cache '%s': cannot write attribute %s", path, name);
-    H5Aclose(a);
-    H5Sclose(sp);
-}
-
-static int get_i64_attr(hid_t obj, const char *name, int64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
-    H5Aclose(a);
-    return rc;
-}
-
-static int get_str_attr(hid_t obj, const char *name, char *out, size_t cap) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0) {
-        hid_t t = str_type();
-        char *s = NULL;
-        if (H5Aread(a, t, &s) >= 0 && s) {
-            snprintf(out, cap, "%s", s);
-            H5free_memory(s);
-            rc = 0;
-        }
-        H5Tclose(t);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
+#include "h5attr.h"
+#include "wellwrite.h"
 
 void latent_writer_open(LatentWriter *w, const char *final_path, int64_t n_traj, int64_t n_steps, int channels,
                         int n_spatial, const int64_t *spatial, int label_dim, const char *ae_id,
@@ -90,9 +41,9 @@ void latent_writer_open(LatentWriter *w, const char *final_path, int64_t n_traj,
     hid_t dl = H5Dcreate2(f, "label", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Sclose(sp);
     if (ds < 0 || dl < 0) lola_die("latent cache '%s': cannot create datasets state/label", w->tmp_path);
-    put_str_attr(f, "ae_id", ae_id ? ae_id : "", w->tmp_path);
-    put_str_attr(f, "source", source ? source : "", w->tmp_path);
-    put_i64_attr(f, "repeat", repeat, w->tmp_path);
+    wellw_attr_str(f, "ae_id", ae_id ? ae_id : "");
+    wellw_attr_str(f, "source", source ? source : "");
+    wellw_attr_i64(f, "repeat", repeat);
     w->fid = f;
     w->dstate = ds;
     w->dlabel = dl;
@@ -127,7 +78,7 @@ void latent_writer_put(LatentWriter *w, int64_t i, const float *state, const flo
 }
 
 void latent_writer_close(LatentWriter *w) {
-    put_i64_attr(w->fid, "complete", 1, w->tmp_path);
+    wellw_attr_i64(w->fid, "complete", 1);
     H5Dclose(w->dstate);
     H5Dclose(w->dlabel);
     if (H5Fflush(w->fid, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->fid) < 0) lola_die("latent cache '%s': close failed", w->tmp_path);
@@ -139,24 +90,22 @@ void latent_writer_close(LatentWriter *w) {
     memset(w, 0, sizeof *w);
 }
 
-static hid_t open_ro(const char *path) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (H5Fis_hdf5(path) <= 0) return -1;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    return f;
+// Copies string attribute `name` into out (cap bytes): 0, or -1 when absent.
+static int get_str_attr(hid_t obj, const char *name, char *out, size_t cap) {
+    char *v = h5attr_read_str(obj, name);
+    if (!v) return -1;
+    snprintf(out, cap, "%s", v);
+    free(v);
+    return 0;
 }
 
+
 int latent_file_valid(const char *path, const char *ae_id) {
-    hid_t f = open_ro(path);
+    hid_t f = h5_open_readonly(path);
     if (f < 0) return 0;
     int64_t complete = 0;
     char id[256] = "";
-    int ok = get_i64_attr(f, "complete", &complete) == 0 && complete == 1 && get_str_attr(f, "ae_id", id, sizeof id) == 0 &&
+    int ok = h5attr_read_i64(f, "complete", &complete) == 0 && complete == 1 && get_str_attr(f, "ae_id", id, sizeof id) == 0 &&
              (!ae_id || strcmp(id, ae_id) == 0);
     H5Fclose(f);
     return ok;
@@ -198,10 +147,10 @@ void latent_open(LatentSet *s, const char *const *dirs, int n_dirs, const char *
     for (int i = 0; i < n; i++) {
         LatentFile *lf = &s->files[i];
         lf->path = names[i];
-        hid_t f = open_ro(lf->path);
+        hid_t f = h5_open_readonly(lf->path);
         if (f < 0) lola_die("latent cache '%s' is not a readable HDF5 file (truncated?)", lf->path);
         int64_t complete = 0;
-        if (get_i64_attr(f, "complete", &complete) != 0 || complete != 1)
+        if (h5attr_read_i64(f, "complete", &complete) != 0 || complete != 1)
             lola_die_hint("delete it and rerun `lola cache`", "latent cache '%s' is incomplete (written by a job that did not finish)", lf->path);
         char id[256] = "";
         get_str_attr(f, "ae_id", id, sizeof id);
