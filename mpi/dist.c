@@ -191,6 +191,33 @@ void dist_allgather(const void *send, void *recv, size_t bytes) {
     MPI_CHECK(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
 }
 
+void dist_gatherv(const void *send, size_t bytes, void *recv, const size_t *counts, int root) {
+    if (root < 0 || root >= g_size) lola_die("dist_gatherv: root %d outside [0, %d)", root, g_size);
+    if (bytes > (size_t)INT_MAX) lola_die("dist_gatherv: %zu bytes from rank %d exceed the MPI count limit (%d)", bytes, g_rank, INT_MAX);
+    if (g_rank == root && counts[root] != bytes)
+        lola_die("dist_gatherv: root %d sends %zu bytes but counts[%d] = %zu", root, bytes, root, counts[root]);
+    if (!g_mpi_on || g_size == 1) {
+        if (recv != send && bytes) memmove(recv, send, bytes);
+        return;
+    }
+    int *cnt = NULL, *disp = NULL;
+    if (g_rank == root) {
+        cnt = (int *)lola_calloc((size_t)g_size, sizeof(int));
+        disp = (int *)lola_calloc((size_t)g_size, sizeof(int));
+        size_t off = 0;
+        for (int r = 0; r < g_size; r++) {
+            if (counts[r] > (size_t)INT_MAX || off > (size_t)INT_MAX - counts[r])
+                lola_die("dist_gatherv: %zu bytes gathered on rank %d exceed the MPI count limit (%d)", off + counts[r], root, INT_MAX);
+            cnt[r] = (int)counts[r];
+            disp[r] = (int)off;
+            off += counts[r];
+        }
+    }
+    MPI_CHECK(MPI_Gatherv(send, (int)bytes, MPI_BYTE, recv, cnt, disp, MPI_BYTE, root, MPI_COMM_WORLD));
+    free(cnt);
+    free(disp);
+}
+
 #else
 // =============================================================================================
 // Serial build (no MPI): one process; collectives are identities.
@@ -234,6 +261,12 @@ void dist_bcast(void *buf, size_t bytes, int root) {
 }
 
 void dist_allgather(const void *send, void *recv, size_t bytes) {
+    if (recv != send && bytes) memmove(recv, send, bytes);
+}
+
+void dist_gatherv(const void *send, size_t bytes, void *recv, const size_t *counts, int root) {
+    if (root != 0) lola_die("dist_gatherv: root %d does not exist in a 1-rank run", root);
+    if (counts[0] != bytes) lola_die("dist_gatherv: root 0 sends %zu bytes but counts[0] = %zu", bytes, counts[0]);
     if (recv != send && bytes) memmove(recv, send, bytes);
 }
 #endif

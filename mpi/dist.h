@@ -62,6 +62,11 @@ void dist_allgather(const void *send, void *recv, size_t bytes);
 // Every rank contributes one double / int64; out (size entries) receives them in rank order.
 void dist_allgather_double(double v, double *out);
 void dist_allgather_int64(int64_t v, int64_t *out);
+// Every rank sends `bytes` bytes (0 allowed); root receives them in rank order into recv, rank r's
+// at byte offset counts[0] + ... + counts[r-1]. counts (size entries, counts[r] = rank r's `bytes`)
+// and recv are read on root only (NULL elsewhere). Dies when a total or offset exceeds INT_MAX
+// (MPI_Gatherv counts are int) or when counts[root] != bytes on root.
+void dist_gatherv(const void *send, size_t bytes, void *recv, const size_t *counts, int root);
 
 // Number of tasks the launcher says it started (environment variables above), 1 if none.
 // `what` (may be NULL) receives the name of the variable that decided it.

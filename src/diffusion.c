@@ -280,9 +280,22 @@ void sampler_init_state(float *x, size_t n, const SamplerConfig *cfg, const Sche
     nn_scale(x, (float)sqrt(1.0 + sig * sig), n);
 }
 
+// Noise draw k of a run over B members of n / B floats each: member b's slice is
+// nn_randn(., n / B, rng_hash(seeds[b], k)).
+static void sampler_noise(float *aux, size_t n, int B, const uint64_t *seeds, uint64_t k) {
+    size_t nm = n / (size_t)B;
+    for (int b = 0; b < B; b++) nn_randn(aux + (size_t)b * nm, nm, rng_hash(seeds[b], k));
+}
+
 void sampler_run(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void *ctx, float *x,
                  size_t n, uint64_t seed, float *work) {
+    sampler_run_members(cfg, s, fn, ctx, x, n, 1, &seed, work);
+}
+
+void sampler_run_members(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void *ctx, float *x,
+                         size_t n, int B, const uint64_t *seeds, float *work) {
     sampler_check(cfg);
+    if (B < 1 || n % (size_t)B != 0) lola_die("sampler: %zu floats do not split into %d members", n, B);
     int T = cfg->steps;
     double *tt = LOLA_NEW(double, T + 1), *sig = LOLA_NEW(double, T + 1), *node = LOLA_NEW(double, T + 1);
     for (int i = 0; i <= T; i++) {
@@ -324,7 +337,7 @@ void sampler_run(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void
             nn_scale(x, r, n);
             nn_axpy(x, 1.0f - r, mean, n);
             if (tau > 0.0) {
-                nn_randn(aux, n, rng_hash(seed, draws++));
+                sampler_noise(aux, n, B, seeds, draws++);
                 nn_axpy(x, (float)(ss * sqrt(tau)), aux, n);
             }
             break;
@@ -335,7 +348,7 @@ void sampler_run(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void
                 fn(ctx, mean, x, tt[i], st);
                 nn_scale(x, (float)(1.0 - cfg->delta), n);
                 nn_axpy(x, (float)cfg->delta, mean, n);
-                nn_randn(aux, n, rng_hash(seed, draws++));
+                sampler_noise(aux, n, B, seeds, draws++);
                 nn_axpy(x, (float)(sqrt(2.0 * cfg->delta) * st), aux, n);
             }
             fn(ctx, mean, x, tt[i], st);

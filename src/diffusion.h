@@ -136,6 +136,13 @@ void sampler_init_state(float *x, size_t n, const SamplerConfig *cfg, const Sche
 // (k = 0, 1, ...) as nn_randn(., n, rng_hash(seed, k)).
 void sampler_run(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void *ctx, float *x,
                  size_t n, uint64_t seed, float *work);
+// sampler_run over a batch of B independent members (x: B slices of n / B floats; n % B == 0)
+// whose noise does not depend on the batch: the k-th noise tensor of member b is
+// nn_randn(., n / B, rng_hash(seeds[b], k)), so a member's trajectory depends only on its own seed
+// (and the denoiser), not on B or its position (eval spreads members over ranks). sampler_run is
+// this with B = 1 and seeds = {seed}. Deterministic samplers (ab, eab, ddim eta 0) never draw.
+void sampler_run_members(const SamplerConfig *cfg, const Schedule *s, DenoiseFn fn, void *ctx, float *x,
+                         size_t n, int B, const uint64_t *seeds, float *work);
 
 #ifdef __cplusplus
 }

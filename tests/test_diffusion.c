@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -329,6 +330,40 @@ static void test_samplers(void) {
     nn_free(g.ones);
 }
 
+// sampler_run_members: member b of a batch run equals a run of that member alone with seeds[b]
+// (element-wise denoiser, so any difference would come from the noise), for the stochastic samplers.
+static void test_sampler_members(void) {
+    enum { B = 3, NM = 40 };
+    const uint64_t seeds[B] = {11, 22, 33};
+    Schedule s = schedule_default(SCHED_LOG_LOGIT);
+    const SamplerKind kinds[3] = {SAMPLER_DDPM, SAMPLER_PC, SAMPLER_DDIM};
+    for (int k = 0; k < 3; k++) {
+        SamplerConfig cfg = sampler_default(kinds[k]);
+        cfg.eta = 0.5; // ddim: stochastic
+        Gauss g = {0.7, 0.25, nn_alloc(B * NM), B * NM, 0};
+        nn_fill(g.ones, 1.0f, B * NM);
+        float *x = nn_alloc(B * NM), all[B * NM], one[NM];
+        for (int b = 0; b < B; b++) sampler_init_state(x + b * NM, NM, &cfg, &s, 100 + b);
+        float init[B * NM];
+        nn_to_host(init, x, B * NM);
+        sampler_run_members(&cfg, &s, gauss_denoise, &g, x, B * NM, B, seeds, NULL);
+        nn_to_host(all, x, B * NM);
+        int same = 1;
+        g.n = NM;
+        for (int b = 0; b < B; b++) {
+            nn_to_backend(x, init + b * NM, NM);
+            sampler_run(&cfg, &s, gauss_denoise, &g, x, NM, seeds[b], NULL);
+            nn_to_host(one, x, NM);
+            same &= memcmp(one, all + b * NM, sizeof one) == 0;
+        }
+        int differ = memcmp(all, all + NM, NM * sizeof(float)) != 0;
+        CHECK(same && differ, "sampler_run_members (%s, 3 members): each member equals its own run with seeds[b] (and members differ)",
+              kinds[k] == SAMPLER_DDPM ? "ddpm" : kinds[k] == SAMPLER_PC ? "pc" : "ddim eta 0.5");
+        nn_free(g.ones);
+        nn_free(x);
+    }
+}
+
 // Bad input ends the process with a non-zero status (lola_die).
 static int dies(void (*fn)(void)) {
     fflush(stdout);
@@ -360,6 +395,7 @@ int main(void) {
     test_priors();
     test_sine();
     test_samplers();
+    test_sampler_members();
     CHECK(dies(bad_sampler) && dies(bad_prior) && dies(bad_mask) && dies(bad_schedule),
           "bad names (sampler 'heun2', prior 'triangle', schedule 'cosine') and L = 1 masks are fatal errors");
     CHECK(sampler_kind_parse("eab") == SAMPLER_EAB && time_prior_kind_parse("kumaraswamy") == PRIOR_KUMARASWAMY &&

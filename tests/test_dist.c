@@ -108,6 +108,25 @@ static int run_checks(void) {
     free(gi);
     free(gd);
 
+    // Gatherv to the last rank: rank k sends 3k bytes (rank 0 none) of pattern 5k + i; then to
+    // rank 0 with every rank sending nothing (the zero-member case of eval).
+    size_t *cnt = LOLA_NEW(size_t, n), total = 0;
+    for (int k = 0; k < n; k++) total += cnt[k] = 3 * (size_t)k;
+    unsigned char *gs = LOLA_NEW(unsigned char, 3 * (size_t)r + 1), *gr = LOLA_NEW(unsigned char, total + 1);
+    for (int i = 0; i < 3 * r; i++) gs[i] = (unsigned char)(5 * r + i);
+    dist_gatherv(gs, 3 * (size_t)r, r == n - 1 ? gr : NULL, r == n - 1 ? cnt : NULL, n - 1);
+    int okg = 1;
+    if (r == n - 1)
+        for (int k = 0, o = 0; k < n; k++)
+            for (int i = 0; i < 3 * k; i++, o++) okg &= gr[o] == (unsigned char)(5 * k + i);
+    CHECK_ALL(okg, "dist_gatherv of %zu bytes (rank k sends 3k) to rank %d in rank order", total, n - 1);
+    for (int k = 0; k < n; k++) cnt[k] = 0;
+    dist_gatherv(gs, 0, r == 0 ? gr : NULL, cnt, 0);
+    CHECK_ALL(1, "dist_gatherv of 0 bytes from every rank");
+    free(cnt);
+    free(gs);
+    free(gr);
+
     dist_barrier();
     CHECK_ALL(1, "dist_barrier returns");
     return g_fail_any;
