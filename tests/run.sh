@@ -13,6 +13,18 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd "$(dirname "$0")/.." || exit 1
 pass=0; fail=0
 log=$(mktemp -d)
+# The Python helpers of the tests need numpy and h5py. When the first python3 on PATH lacks them
+# (e.g. a pyenv interpreter) but the system one has them (Debian's python3-h5py), put the system
+# one first for the tests.
+if ! python3 -c 'import numpy, h5py' >/dev/null 2>&1; then
+    for cand in /usr/bin/python3 /usr/local/bin/python3; do
+        if [ -x "$cand" ] && "$cand" -c 'import numpy, h5py' >/dev/null 2>&1; then
+            mkdir -p "$log/pybin" && ln -sf "$cand" "$log/pybin/python3" && export PATH="$log/pybin:$PATH"
+            echo "tests: using $cand (numpy + h5py) for the Python helpers"
+            break
+        fi
+    done
+fi
 run_one() { # name, command...
     local name=$1; shift
     [ -n "$FILTER" ] && [[ "$name" != *$FILTER* ]] && return
