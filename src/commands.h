@@ -23,7 +23,7 @@ int cmd_cache(const Config *cfg, int argc, char **argv);    // encode train/vali
 int cmd_train_dm(const Config *cfg, int argc, char **argv); // train the latent diffusion model
 int cmd_train_ns(const Config *cfg, int argc, char **argv); // train the latent neural solver
 int cmd_eval(const Config *cfg, int argc, char **argv);     // ensemble rollouts + metrics
-int cmd_pipeline(const Config *cfg, int argc, char **argv); // run.stages in order (default: commands_stub.c)
+int cmd_pipeline(const Config *cfg, int argc, char **argv); // run.stages in order, resuming what is done
 int cmd_export(const Config *cfg, int argc, char **argv);   // weights -> safetensors
 int cmd_import(const Config *cfg, int argc, char **argv);   // safetensors -> weights
 

@@ -39,9 +39,11 @@ static int test_failures_ = 0, test_passes_ = 0;
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
-static inline int test_dies_with(void (*fn)(void *), void *arg, const char *expect, char *msg, size_t cap) {
+// Runs fn(arg) in a child process with stdout and stderr captured into msg (cap bytes, NUL
+// terminated). Returns the child's exit status (-1 when it did not exit normally).
+static inline int test_run_capture(void (*fn)(void *), void *arg, char *msg, size_t cap) {
     int fds[2];
-    if (pipe(fds) != 0) return 0;
+    if (pipe(fds) != 0) return -1;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -50,6 +52,8 @@ static inline int test_dies_with(void (*fn)(void *), void *arg, const char *expe
         dup2(fds[1], 2);
         dup2(fds[1], 1);
         fn(arg);
+        fflush(stdout);
+        fflush(stderr);
         _exit(0);
     }
     close(fds[1]);
@@ -62,8 +66,12 @@ static inline int test_dies_with(void (*fn)(void *), void *arg, const char *expe
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
-    int died = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    return died && strstr(msg, expect) != NULL;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+// 1 when fn(arg) ends its process with a non-zero status and its output contains `expect`.
+static inline int test_dies_with(void (*fn)(void *), void *arg, const char *expect, char *msg, size_t cap) {
+    int st = test_run_capture(fn, arg, msg, cap);
+    return st != 0 && strstr(msg, expect) != NULL;
 }
 #define CHECK_DIES(fn, arg, expect, ...)                                                   \
     do {                                                                                   \

@@ -68,34 +68,6 @@ static int files_equal(const char *a, const char *b) {
     return eq;
 }
 
-// Runs fn(arg) in a child, capturing stdout+stderr into msg; returns the exit status (or -1).
-static int run_capture(void (*fn)(void *), void *arg, char *msg, size_t cap) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        fn(arg);
-        fflush(stdout);
-        fflush(stderr);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(fds[0], msg + n, cap - 1 - n)) > 0) n += (size_t)r;
-    msg[n] = 0;
-    char sink[256];
-    while (read(fds[0], sink, sizeof sink) > 0) {}
-    close(fds[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 // ---- 1. round trip -----------------------------------------------------------------------------
 
@@ -551,7 +523,7 @@ static void test_stage(const char *stage) {
     // Refuses to overwrite.
     ImportArgs ia = {&cfg, stage, out, run2};
     char msg[8192];
-    int st = run_capture(do_import, &ia, msg, sizeof msg);
+    int st = test_run_capture(do_import, &ia, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "already exists; nothing written"), "%s: import refuses to overwrite an existing checkpoint", stage);
     free(p2);
     free(m2);
@@ -598,7 +570,7 @@ static void test_import_refusals(void) {
     CHECK(rc == 0, "wrote a broken AE file (%s)", rc ? err : "ok");
     ImportArgs ia = {&cfg, "ae", bad, run3};
     char msg[16384];
-    int st = run_capture(do_import, &ia, msg, sizeof msg);
+    int st = test_run_capture(do_import, &ia, msg, sizeof msg);
     char want_missing[300], want_shape[300], want_eps[300];
     snprintf(want_missing, sizeof want_missing, "missing tensor %s", t->rows[0].name);
     snprintf(want_shape, sizeof want_shape, "tensor %s has shape (%lld,)", t->rows[1].name, (long long)wrong[0]);
@@ -615,7 +587,7 @@ static void test_import_refusals(void) {
     Config c8;
     tiny_config(&c8, run, "ae.lat_channels=8");
     ImportArgs ib = {&c8, "ae", out, run3};
-    st = run_capture(do_import, &ib, msg, sizeof msg);
+    st = test_run_capture(do_import, &ib, msg, sizeof msg);
     all = st == 1 && strstr(msg, "metadata ae.lat_channels = 4 but the config gives 8") &&
           strstr(msg, "tensor encoder.descent.2.3.weight has shape (4, 32, 3, 3), the config's model expects (8, 32, 3, 3)");
     if (!all) printf("  got (exit %d):\n%s\n", st, msg);
@@ -624,18 +596,18 @@ static void test_import_refusals(void) {
     Config ch;
     tiny_config(&ch, run, "ae.attention_heads={2: 4}");
     ImportArgs ic = {&ch, "ae", out, run3};
-    st = run_capture(do_import, &ic, msg, sizeof msg);
+    st = test_run_capture(do_import, &ic, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "metadata ae.attention_heads = {2: 2} but the config gives {2: 4}") && !lola_exists(ck3),
           "import refuses a config whose attention heads differ (same shapes, metadata check)");
     // Wrong stage.
     ImportArgs id = {&cfg, "dm", out, run3};
-    st = run_capture(do_import, &id, msg, sizeof msg);
+    st = test_run_capture(do_import, &id, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "holds the 'ae' stage (metadata \"stage\"), not 'dm'"), "import refuses an AE file as the DM stage");
     // Unreadable file.
     char trunc[400];
     snprintf(trunc, sizeof trunc, "%s/bad_2.safetensors", g_tmp);
     ImportArgs ie = {&cfg, "ae", trunc, run3};
-    st = run_capture(do_import, &ie, msg, sizeof msg);
+    st = test_run_capture(do_import, &ie, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "truncated file") && strstr(msg, trunc), "import reports a truncated file by name");
     CHECK(stage_import(&cfg, "xx", out, run3) == 2, "import refuses an unknown stage (status 2)");
 
@@ -665,7 +637,7 @@ static void test_import_refusals(void) {
     char run4[400];
     snprintf(run4, sizeof run4, "%s/run4", g_tmp);
     ImportArgs ig = {&cfg, "ae", f64, run4};
-    st = run_capture(do_import, &ig, msg, sizeof msg);
+    st = test_run_capture(do_import, &ig, msg, sizeof msg);
     char ck4[600];
     snprintf(ck4, sizeof ck4, "%s/ae/state.h5", run4);
     float *p4 = LOLA_NEW(float, t->total);
@@ -687,7 +659,7 @@ static void test_import_refusals(void) {
     Config cd;
     tiny_config(&cd, run_dm, NULL);
     ImportArgs ih = {&cd, "dm", dm_out, run3};
-    st = run_capture(do_import, &ih, msg, sizeof msg);
+    st = test_run_capture(do_import, &ih, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "holds the 'ns' stage") && strstr(msg, "missing tensor backbone.time_embedding.1.weight"),
           "import of an NS file as DM names the stage and the missing time embedding");
 }
@@ -700,7 +672,7 @@ static void test_export_refusals(void) {
     tiny_config(&cfg, run, NULL);
     ImportArgs a = {&cfg, "ae", out, NULL};
     char msg[8192];
-    int st = run_capture(do_export, &a, msg, sizeof msg);
+    int st = test_run_capture(do_export, &a, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "empty_run/ae/state.h5' does not exist") && !lola_exists(out), "export without a checkpoint: %.*s",
           (int)strcspn(msg, "\n"), msg);
     char run_ae[400];
@@ -708,14 +680,14 @@ static void test_export_refusals(void) {
     Config c16;
     tiny_config(&c16, run_ae, "ae.hid_channels=[8,16,64]");
     ImportArgs b = {&c16, "ae", out, NULL};
-    st = run_capture(do_export, &b, msg, sizeof msg);
+    st = test_run_capture(do_export, &b, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "the config expects") && !lola_exists(out), "export with a config that does not match the checkpoint: %.*s",
           (int)strcspn(msg, "\n"), msg);
     Config cdm;
     snprintf(run_ae, sizeof run_ae, "%s/run_dm", g_tmp);
     tiny_config(&cdm, run_ae, "denoiser.hid_blocks=3");
     ImportArgs c = {&cdm, "dm", out, NULL};
-    st = run_capture(do_export, &c, msg, sizeof msg);
+    st = test_run_capture(do_export, &c, msg, sizeof msg);
     CHECK(st == 1 && strstr(msg, "denoiser") && !lola_exists(out), "DM export with another hid_blocks is refused: %.*s", (int)strcspn(msg, "\n"),
           msg);
     CHECK(stage_export(&cfg, "vae", out) == 2, "export refuses an unknown stage (status 2)");
