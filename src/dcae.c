@@ -516,7 +516,7 @@ static float *G(const Dcae *m, int row) { return m->grads + m->table.rows[row].o
 
 // out = x + FFN(LN(x) [+ MHA(LN(x))]); saves the activations listed at the top of this file.
 static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h, int w, DcaeMode mode,
-                             uint64_t seed) {
+                             uint64_t seed, uint64_t first_sample) {
     DcaeBufs *bf = m->bufs;
     const int C = s->cin, cf = s->cf, N = h * w, k = s->k;
     const size_t nc = (size_t)B * C * N, nf = (size_t)B * cf * N;
@@ -535,7 +535,13 @@ static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h
     conv2d_forward(s->h1, y, P(m, s->w), P(m, s->b), B, C, cf, h, w, k);
     if (mode == DCAE_TRAIN && m->cfg.dropout > 0.0f) {
         silu_forward(bf->t0, s->h1, nf);
-        dropout_forward(s->d, s->mask, bf->t0, nf, m->cfg.dropout, rng_hash(seed, (uint64_t)s->block));
+        // Per-sample masks: sample b draws from rng_hash(rng_hash(seed, block), first_sample + b), so a
+        // sample's mask does not depend on its index within the (rank-local) batch (train.h).
+        const size_t n1 = (size_t)cf * N;
+        const uint64_t bseed = rng_hash(seed, (uint64_t)s->block);
+        for (int b = 0; b < B; b++)
+            dropout_forward(s->d + b * n1, s->mask + b * n1, bf->t0 + b * n1, n1, m->cfg.dropout,
+                            rng_hash(bseed, first_sample + (uint64_t)b));
     } else {
         silu_forward(s->d, s->h1, nf);
     }
@@ -543,7 +549,7 @@ static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h
     nn_add(s->out, s->out, x, nc);
 }
 
-static void stage_forward(Dcae *m, int i, const float *in, DcaeMode mode, uint64_t seed) {
+static void stage_forward(Dcae *m, int i, const float *in, DcaeMode mode, uint64_t seed, uint64_t first_sample) {
     DcaeStage *s = &m->stages[i];
     const int B = m->B, h = m->H >> s->lin, w = m->W >> s->lin;
     switch (s->kind) {
@@ -557,7 +563,7 @@ static void stage_forward(Dcae *m, int i, const float *in, DcaeMode mode, uint64
         pixel_shuffle(s->out, in, B, s->cout, h, w, 2);
         break;
     case ST_RESBLOCK:
-        resblock_forward(m, s, in, B, h, w, mode, seed);
+        resblock_forward(m, s, in, B, h, w, mode, seed, first_sample);
         break;
     case ST_SAT:
         saturation_forward(s->out, in, B, s->cin, h * w, m->cfg.saturation);
@@ -567,10 +573,11 @@ static void stage_forward(Dcae *m, int i, const float *in, DcaeMode mode, uint64
 
 static const float *stage_input(const Dcae *m, int i) { return i == 0 ? m->bufs->x : m->stages[i - 1].out; }
 
-void dcae_forward(Dcae *m, const float *x, int B, int H, int W, DcaeMode mode, uint64_t seed) {
+void dcae_forward(Dcae *m, const float *x, int B, int H, int W, DcaeMode mode, uint64_t seed,
+                  uint64_t first_sample) {
     dcae_reserve(m, B, H, W);
     nn_copy(m->bufs->x, x, (size_t)B * m->cfg.pix_channels * H * W);
-    for (int i = 0; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), mode, seed);
+    for (int i = 0; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), mode, seed, first_sample);
     m->bufs->mode = mode;
     m->have_forward = 1;
 }
@@ -588,7 +595,7 @@ float *dcae_output(const Dcae *m) {
 void dcae_encode(Dcae *m, float *z, const float *x, int B, int H, int W) {
     dcae_reserve(m, B, H, W);
     nn_copy(m->bufs->x, x, (size_t)B * m->cfg.pix_channels * H * W);
-    for (int i = 0; i < m->n_enc; i++) stage_forward(m, i, stage_input(m, i), DCAE_EVAL, 0);
+    for (int i = 0; i < m->n_enc; i++) stage_forward(m, i, stage_input(m, i), DCAE_EVAL, 0, 0);
     int L = m->cfg.levels;
     nn_copy(z, dcae_latent(m), (size_t)B * m->cfg.lat_channels * (H >> (L - 1)) * (W >> (L - 1)));
     m->have_forward = 0;
@@ -604,7 +611,7 @@ void dcae_decode(Dcae *m, float *y, const float *z, int B, int h, int w, int noi
         nn_randn(m->bufs->t0, nz, seed);
         nn_axpy(zin, m->cfg.latent_noise, m->bufs->t0, nz);
     }
-    for (int i = m->n_enc; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), DCAE_EVAL, 0);
+    for (int i = m->n_enc; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), DCAE_EVAL, 0, 0);
     nn_copy(y, dcae_output(m), (size_t)B * m->cfg.pix_channels * H * W);
     m->have_forward = 0;
 }

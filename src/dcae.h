@@ -109,9 +109,12 @@ void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out);
 
 // Full AE forward y = D(sat(E(x))), no latent noise (as in LoLa's training forward).
 // x (B, C_pix, H, W) backend memory, copied into the arena. mode DCAE_TRAIN applies dropout with
-// masks derived from seed (each ResBlock uses rng_hash(seed, block index) as its dropout seed).
+// per-sample masks: sample b of ResBlock k draws its mask (element j: rng_hash_uniform(s, j) >= p)
+// from s = rng_hash(rng_hash(seed, k), first_sample + b), where first_sample is the global stream
+// position of sample 0, so a sample's mask does not depend on how the batch is split over ranks.
 // Results stay in the arena: dcae_latent / dcae_output. Calls dcae_reserve(B, H, W).
-void dcae_forward(Dcae *m, const float *x, int B, int H, int W, DcaeMode mode, uint64_t seed);
+void dcae_forward(Dcae *m, const float *x, int B, int H, int W, DcaeMode mode, uint64_t seed,
+                  uint64_t first_sample);
 // After dcae_forward: z (B, C_lat, H/2^(L-1), W/2^(L-1)) after saturation, and y (B, C_pix, H, W).
 float *dcae_latent(const Dcae *m);
 float *dcae_output(const Dcae *m);

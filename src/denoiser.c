@@ -330,7 +330,8 @@ static void check_mask(const Emulator *m, const float *mask, const char *who) {
 // DM
 
 double emu_dm_loss(Emulator *m, const float *x, const float *mask, const float *label, const double *sigma,
-                   const float *eps, uint64_t noise_seed, int B, int train, uint64_t dropout_seed) {
+                   const float *eps, uint64_t noise_seed, int B, int train, uint64_t dropout_seed,
+                   uint64_t first_sample) {
     if (m->cfg.kind != EMU_DM) lola_die("emu_dm_loss: the emulator is not a diffusion model");
     check_mask(m, mask, "emu_dm_loss");
     EmuArena *a = arena_for(m, B, train, "emu_dm_loss");
@@ -347,7 +348,7 @@ double emu_dm_loss(Emulator *m, const float *x, const float *mask, const float *
     }
     nn_rows_axpby(a->net_in, K + K_IN * B, a->xt, NULL, NULL, B, n);
     embed_forward(m, a, sigma, label, B);
-    vit_forward(&m->vit, m->params, a->out, a->net_in, mask, a->modp, B, train, dropout_seed);
+    vit_forward(&m->vit, m->params, a->out, a->net_in, mask, a->modp, B, train, dropout_seed, first_sample);
     // F-objective target (see denoiser.h)
     nn_rows_axpby(a->tgt, K + K_OUT * B, x, K + K_NEGIN * B, a->eps, B, n);
     if (mask) {
@@ -391,7 +392,7 @@ void emu_dm_denoise(Emulator *m, float *mean, const float *x_t, const float *mas
     }
     nn_rows_axpby(a->net_in, K + K_IN * B, a->xt, NULL, NULL, B, n);
     embed_forward(m, a, sigma, label, B);
-    vit_forward(&m->vit, m->params, a->out, a->net_in, mask, a->modp, B, 0, 0);
+    vit_forward(&m->vit, m->params, a->out, a->net_in, mask, a->modp, B, 0, 0, 0);
     nn_rows_axpby(mean, K + K_SKIP * B, a->xt, K + K_OUT * B, a->out, B, n);
     if (mask) nn_where(mean, mask, y, mean, Bn);
     a->have = 0;
@@ -409,7 +410,7 @@ void emu_denoise_fn(void *ctx, float *mean, const float *x_t, double t, double s
 // NS
 
 double emu_ns_loss(Emulator *m, const float *x, const float *mask, const float *label, int B, int train,
-                   uint64_t dropout_seed) {
+                   uint64_t dropout_seed, uint64_t first_sample) {
     if (m->cfg.kind != EMU_NS) lola_die("emu_ns_loss: the emulator is not a neural solver");
     check_mask(m, mask, "emu_ns_loss");
     EmuArena *a = arena_for(m, B, train, "emu_ns_loss");
@@ -418,7 +419,7 @@ double emu_ns_loss(Emulator *m, const float *x, const float *mask, const float *
     else nn_copy(a->net_in, x, Bn);
     nn_copy(a->tgt, x, Bn);
     embed_forward(m, a, NULL, label, B);
-    vit_forward(&m->vit, m->params, a->out, a->net_in, mask, a->modp, B, train, dropout_seed);
+    vit_forward(&m->vit, m->params, a->out, a->net_in, mask, a->modp, B, train, dropout_seed, first_sample);
     a->have = train ? 2 : 0;
     return mse_loss(NULL, a->out, a->tgt, Bn, 1.0f);
 }
@@ -447,6 +448,6 @@ void emu_ns_predict(Emulator *m, float *out, const float *x, const float *mask, 
     if (mask) nn_where(a->net_in, mask, x, NULL, Bn);
     else nn_copy(a->net_in, x, Bn);
     embed_forward(m, a, NULL, label, B);
-    vit_forward(&m->vit, m->params, out, a->net_in, mask, a->modp, B, 0, 0);
+    vit_forward(&m->vit, m->params, out, a->net_in, mask, a->modp, B, 0, 0, 0);
     a->have = 0;
 }

@@ -89,10 +89,12 @@ void emu_reserve(Emulator *m, int B, int train);
 // Training / validation loss for clean x, mask (NULL only for a model without cond channels),
 // label (NULL iff label_features = 0) and per-sample noise levels sigma[B] (host). eps: the
 // N(0, I) noise (B, C, L, h, w) (backend), or NULL to draw nn_randn(., noise_seed). train = 1:
-// dropout on (seed dropout_seed) and the activations are kept for emu_dm_backward.
+// dropout on (seed dropout_seed; per-sample masks keyed by first_sample + b, see vit_forward) and
+// the activations are kept for emu_dm_backward. first_sample: global stream position of sample 0.
 // Returns the loss (mean over all B*C*L*h*w elements).
 double emu_dm_loss(Emulator *m, const float *x, const float *mask, const float *label, const double *sigma,
-                   const float *eps, uint64_t noise_seed, int B, int train, uint64_t dropout_seed);
+                   const float *eps, uint64_t noise_seed, int B, int train, uint64_t dropout_seed,
+                   uint64_t first_sample);
 // Gradients (+=) of grad_scale * loss of the last emu_dm_loss into m->grads.
 void emu_dm_backward(Emulator *m, float grad_scale);
 // The denoiser mean c_skip x_t + c_out F of the last emu_dm_loss (no mask overwrite), (B, C, ...).
@@ -114,7 +116,7 @@ void emu_denoise_fn(void *ctx, float *mean, const float *x_t, double t, double s
 // ---- NS --------------------------------------------------------------------------------------
 // Loss mean((x - y_hat)^2) with y_hat = F(x * mask, LabelMLP(label), cond = mask); train as above.
 double emu_ns_loss(Emulator *m, const float *x, const float *mask, const float *label, int B, int train,
-                   uint64_t dropout_seed);
+                   uint64_t dropout_seed, uint64_t first_sample);
 void emu_ns_backward(Emulator *m, float grad_scale);
 // y_hat of the last emu_ns_loss (backend, (B, C, ...)), valid until the next call.
 const float *emu_ns_last_output(const Emulator *m);

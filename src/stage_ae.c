@@ -193,7 +193,8 @@ static double ae_loss(AeTask *t, const float *y, int n, float *dy, float grad_sc
 static double ae_train_batch(void *ctx, int64_t start, int n, int64_t step, float grad_scale) {
     AeTask *t = (AeTask *)ctx;
     ae_load_batch(t, 0, start, n);
-    dcae_forward(&t->model, t->x, n, t->H, t->W, DCAE_TRAIN, rng_hash(t->seed ^ 0xd20900u, (uint64_t)start));
+    // Dropout masks per sample: a function of (run seed, block, stream position start + b) only.
+    dcae_forward(&t->model, t->x, n, t->H, t->W, DCAE_TRAIN, t->seed ^ 0xd20900u, (uint64_t)start);
     double loss = ae_loss(t, dcae_output(&t->model), n, t->dy, grad_scale);
     dcae_backward(&t->model, t->dy, NULL, NULL);
     (void)step;
@@ -203,7 +204,7 @@ static double ae_train_batch(void *ctx, int64_t start, int n, int64_t step, floa
 static double ae_valid_batch(void *ctx, int64_t start, int n) {
     AeTask *t = (AeTask *)ctx;
     ae_load_batch(t, 1, start, n);
-    dcae_forward(&t->model, t->x, n, t->H, t->W, DCAE_EVAL, 0);
+    dcae_forward(&t->model, t->x, n, t->H, t->W, DCAE_EVAL, 0, 0);
     return ae_loss(t, dcae_output(&t->model), n, NULL, 1.0f);
 }
 

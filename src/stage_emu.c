@@ -116,14 +116,15 @@ static void emu_load_batch(EmuTask *t, int valid, int64_t start, int n) {
 static double emu_train_batch(void *ctx, int64_t start, int n, int64_t step, float grad_scale) {
     EmuTask *t = (EmuTask *)ctx;
     emu_load_batch(t, 0, start, n);
-    uint64_t dseed = rng_hash(t->seed ^ 0xd20900ULL, (uint64_t)start);
+    // Dropout masks per sample: a function of (run seed, block, stream position start + b) only.
+    uint64_t dseed = t->seed ^ 0xd20900ULL;
     emu_reserve(&t->model, n, 1);
     double loss;
     if (t->kind == EMU_DM) {
-        loss = emu_dm_loss(&t->model, t->x, t->mask, t->label, t->sigma, t->eps, 0, n, 1, dseed);
+        loss = emu_dm_loss(&t->model, t->x, t->mask, t->label, t->sigma, t->eps, 0, n, 1, dseed, (uint64_t)start);
         emu_dm_backward(&t->model, grad_scale);
     } else {
-        loss = emu_ns_loss(&t->model, t->x, t->mask, t->label, n, 1, dseed);
+        loss = emu_ns_loss(&t->model, t->x, t->mask, t->label, n, 1, dseed, (uint64_t)start);
         emu_ns_backward(&t->model, grad_scale);
     }
     (void)step;
@@ -134,8 +135,8 @@ static double emu_valid_batch(void *ctx, int64_t start, int n) {
     EmuTask *t = (EmuTask *)ctx;
     emu_load_batch(t, 1, start, n);
     emu_reserve(&t->model, n, 1);
-    if (t->kind == EMU_DM) return emu_dm_loss(&t->model, t->x, t->mask, t->label, t->sigma, t->eps, 0, n, 0, 0);
-    return emu_ns_loss(&t->model, t->x, t->mask, t->label, n, 0, 0);
+    if (t->kind == EMU_DM) return emu_dm_loss(&t->model, t->x, t->mask, t->label, t->sigma, t->eps, 0, n, 0, 0, 0);
+    return emu_ns_loss(&t->model, t->x, t->mask, t->label, n, 0, 0, 0);
 }
 
 static int train_emulator(const Config *cfg, EmuKind kind) {

@@ -342,7 +342,7 @@ static void rope_angles(const ViT *v, ViTArena *a, const float *theta, float *an
 }
 
 void vit_forward(ViT *v, const float *params, float *out, const float *x, const float *cond,
-                 const float *mod, int B, int train, uint64_t seed) {
+                 const float *mod, int B, int train, uint64_t seed, uint64_t first_sample) {
     const ViTConfig *c = &v->cfg;
     check_patch1(c, "vit_forward");
     if (!v->arena || v->arena->B != B || (train && !v->arena->train))
@@ -395,7 +395,12 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         linear_forward(k->f1, k->y1, P + w->f0_w, P + w->f0_b, BN, D, FD);
         if (dropout_on) {
             silu_forward(a->F1, k->f1, (size_t)BN * FD);
-            dropout_forward(k->f3, k->dmask, a->F1, (size_t)BN * FD, c->dropout, rng_hash(seed, (uint64_t)l));
+            // Per-sample masks (vit.h): sample b draws from rng_hash(rng_hash(seed, l), first_sample + b).
+            const size_t n1 = (size_t)N * FD;
+            const uint64_t lseed = rng_hash(seed, (uint64_t)l);
+            for (int b = 0; b < B; b++)
+                dropout_forward(k->f3 + b * n1, k->dmask + b * n1, a->F1 + b * n1, n1, c->dropout,
+                                rng_hash(lseed, first_sample + (uint64_t)b));
         } else {
             silu_forward(k->f3, k->f1, (size_t)BN * FD);
         }

@@ -100,10 +100,12 @@ void vit_reserve(ViT *v, int B, int train);
 
 // Forward. params: the whole parameter buffer (backend). x (B, C_in, shape...), cond
 // (B, C_c, shape...) or NULL when C_c = 0, mod (B, M) or NULL when M = 0; out (B, C_out, shape...).
-// train = 1 applies FFN dropout (block l uses rng_hash(seed, l) as its dropout seed) and needs an
-// arena reserved with train = 1; the saved activations then serve vit_backward.
+// train = 1 applies FFN dropout with per-sample masks (sample b of block l: element j dropped when
+// rng_hash_uniform(rng_hash(rng_hash(seed, l), first_sample + b), j) < p; first_sample is the
+// global stream position of sample 0, so masks do not depend on the rank-local batch index) and
+// needs an arena reserved with train = 1; the saved activations then serve vit_backward.
 void vit_forward(ViT *v, const float *params, float *out, const float *x, const float *cond,
-                 const float *mod, int B, int train, uint64_t seed);
+                 const float *mod, int B, int train, uint64_t seed, uint64_t first_sample);
 // Backward of the last vit_forward (which must have run with an arena reserved with train = 1;
 // dropout may have been on or off). dout (B, C_out, shape...). grads (+=) has the parameter
 // buffer's layout. dmod (B, M) (=) may be NULL; dx (B, C_in, shape...) (=) may be NULL (the

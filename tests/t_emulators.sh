@@ -8,7 +8,8 @@
 #     (bit-identical to the first build); a cache made by another AE (one more epoch) is refused by
 #     train-dm and rebuilt by cache;
 #  2. train-dm / train-ns: 40 steps, losses finite and falling (first vs last 10 steps);
-#  3. train-dm on 2 ranks == 1 rank after 3 steps (same global batch, dropout 0);
+#  3. train-dm on 2 ranks == 1 rank after 3 steps (same global batch), with dropout 0 and 0.05
+#     (per-sample masks keyed by the global stream position);
 #  4. train-dm resumed twice mid-epoch (LOLA_STOP_AFTER_STEPS) == uninterrupted, bit for bit
 #     (per-step losses, which include the diffusion time and noise draws, and state.h5);
 #  5. bad input: a cache file of the wrong shape, a cache file without its label dataset, a
@@ -126,21 +127,24 @@ done
 
 # ------------------------------------------------------------------------------------------------
 # 3. train-dm: 2 ranks == 1 rank after 3 steps
-S3=(dm_train.epochs=1 dm_train.epoch_size=12 dm_train.valid.epoch_size=0 denoiser.dropout=0)
+S3=(dm_train.epochs=1 dm_train.epoch_size=12 dm_train.valid.epoch_size=0)
 if [ ${#MPI[@]} -eq 0 ]; then
     echo "SKIP $TAG: 2-rank train-dm (no mpirun or no MPI build)"
 else
-    lola "$T/dm1.log" train-dm "${A[@]}" run.dir="$T/dm1" run.ae_run="$R/ae" "${S3[@]}"
+  for dp in 0 0.05; do
+    d1="$T/dm1_$dp" d2="$T/dm2_$dp"
+    lola "$d1.log" train-dm "${A[@]}" run.dir="$d1" run.ae_run="$R/ae" "${S3[@]}" denoiser.dropout=$dp
     r1=$rc
-    timeout 180 "${MPI[@]}" -np 2 "$LOLA" train-dm "${A[@]}" run.dir="$T/dm2" run.ae_run="$R/ae" "${S3[@]}" >"$T/dm2.log" 2>&1
+    timeout 180 "${MPI[@]}" -np 2 "$LOLA" train-dm "${A[@]}" run.dir="$d2" run.ae_run="$R/ae" "${S3[@]}" denoiser.dropout=$dp >"$d2.log" 2>&1
     r2=$?
-    check "train-dm 3 steps: 1 rank and 2 ranks run (exit $r1, $r2)" \
-        eval '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -aq "2 rank(s)" "$T/dm2.log" && grep -aq "training complete: 3 steps" "$T/dm2.log"'
-    out=$("${H5CMP[@]}" "$T/dm1/dm/state.h5" "$T/dm2/dm/state.h5" --group params --rel 1e-5 --abs 1e-7)
+    check "train-dm dropout $dp, 3 steps: 1 rank and 2 ranks run (exit $r1, $r2)" \
+        eval '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -aq "2 rank(s)" "$d2.log" && grep -aq "training complete: 3 steps" "$d2.log"'
+    out=$("${H5CMP[@]}" "$d1/dm/state.h5" "$d2/dm/state.h5" --group params --rel 1e-5 --abs 1e-7)
     c=$?
-    check "train-dm: parameters after 3 steps, 2 ranks vs 1: $(summary1 "$out")" [ $c -eq 0 ]
+    check "train-dm dropout $dp: parameters after 3 steps, 2 ranks vs 1: $(summary1 "$out")" [ $c -eq 0 ]
     echo "$out" | tail -n +2
-    echo "  losses 1 rank: $(step_losses "$T/dm1/dm/metrics.jsonl" | tr '\n' ' ')| 2 ranks: $(step_losses "$T/dm2/dm/metrics.jsonl" | tr '\n' ' ')"
+    echo "  losses 1 rank: $(step_losses "$d1/dm/metrics.jsonl" | tr '\n' ' ')| 2 ranks: $(step_losses "$d2/dm/metrics.jsonl" | tr '\n' ' ')"
+  done
 fi
 
 # ------------------------------------------------------------------------------------------------

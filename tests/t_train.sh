@@ -4,7 +4,8 @@
 #  a. the training loss falls over 50 steps (mean of the first vs the last 10 per-step losses of
 #     metrics.jsonl);
 #  b. mpirun -np 2 with the same global batch gives the same parameters after 3 steps as 1 rank
-#     (dropout 0; bound max|diff| <= 1e-5 max|param| + 1e-7), also with accumulation 2;
+#     (dropout 0; bound max|diff| <= 1e-5 max|param| + 1e-7), also with accumulation 2, and with
+#     dropout 0.05 (accumulation 2): masks are per sample, keyed by the global stream position;
 #  c. stopping with LOLA_STOP_AFTER_STEPS in the middle of epochs and rerunning reproduces the
 #     uninterrupted run bit for bit: per-step losses, validation losses, state.h5 and best.h5
 #     (parameters, AdamW moments, step/epoch/samples attributes);
@@ -35,23 +36,26 @@ check "a: loss falls: mean of steps 1-10 $first -> steps 41-50 $last (need < 0.8
 if [ ${#MPI[@]} -eq 0 ]; then
     echo "SKIP $TAG: b (no mpirun or no MPI build)"
 else
-    B=(ae_train.epochs=1 ae_train.epoch_size=12 ae_train.valid.epoch_size=0 ae.dropout=0)
-    for acc in 1 2; do
+    B=(ae_train.epochs=1 ae_train.epoch_size=12 ae_train.valid.epoch_size=0)
+    for case in "0 1" "0 2" "0.05 2"; do
+        read -r dp acc <<<"$case"
         bs=$((4 * acc))
-        lola "$T/b1_$acc.log" train-ae "${A[@]}" run.dir="$T/b1_$acc" "${B[@]}" ae_train.batch_size=$bs ae_train.epoch_size=$((3 * bs)) ae_train.accumulation=$acc
+        tag=${acc}_dropout$dp # run dirs
+        lola "$T/b1_$tag.log" train-ae "${A[@]}" run.dir="$T/b1_$tag" "${B[@]}" ae.dropout=$dp ae_train.batch_size=$bs \
+            ae_train.epoch_size=$((3 * bs)) ae_train.accumulation=$acc
         r1=$rc
-        timeout 180 "${MPI[@]}" -np 2 "$LOLA" train-ae "${A[@]}" run.dir="$T/b2_$acc" "${B[@]}" ae_train.batch_size=$bs \
-            ae_train.epoch_size=$((3 * bs)) ae_train.accumulation=$acc >"$T/b2_$acc.log" 2>&1
+        timeout 180 "${MPI[@]}" -np 2 "$LOLA" train-ae "${A[@]}" run.dir="$T/b2_$tag" "${B[@]}" ae.dropout=$dp ae_train.batch_size=$bs \
+            ae_train.epoch_size=$((3 * bs)) ae_train.accumulation=$acc >"$T/b2_$tag.log" 2>&1
         r2=$?
-        check "b: batch $bs accumulation $acc: 1 rank and 2 ranks run (exit $r1, $r2; 2 rank(s) logged)" \
-            eval '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -aq "2 rank(s)" "$T/b2_$acc.log" && grep -aq "training complete: 3 steps" "$T/b2_$acc.log"'
-        out=$("${H5CMP[@]}" "$T/b1_$acc/ae/state.h5" "$T/b2_$acc/ae/state.h5" --group params --rel 1e-5 --abs 1e-7)
+        check "b: batch $bs accumulation $acc dropout $dp: 1 rank and 2 ranks run (exit $r1, $r2; 2 rank(s) logged)" \
+            eval '[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -aq "2 rank(s)" "$T/b2_$tag.log" && grep -aq "training complete: 3 steps" "$T/b2_$tag.log"'
+        out=$("${H5CMP[@]}" "$T/b1_$tag/ae/state.h5" "$T/b2_$tag/ae/state.h5" --group params --rel 1e-5 --abs 1e-7)
         c=$?
-        check "b: batch $bs accumulation $acc: parameters after 3 steps, 2 ranks vs 1: $(summary1 "$out")" [ $c -eq 0 ]
+        check "b: batch $bs accumulation $acc dropout $dp: parameters after 3 steps, 2 ranks vs 1: $(summary1 "$out")" [ $c -eq 0 ]
         echo "$out" | tail -n +2
-        l1=$(step_losses "$T/b1_$acc/ae/metrics.jsonl" | tr '\n' ' ') l2=$(step_losses "$T/b2_$acc/ae/metrics.jsonl" | tr '\n' ' ')
+        l1=$(step_losses "$T/b1_$tag/ae/metrics.jsonl" | tr '\n' ' ') l2=$(step_losses "$T/b2_$tag/ae/metrics.jsonl" | tr '\n' ' ')
         echo "  losses 1 rank: $l1| 2 ranks: $l2"
-        check "b: batch $bs accumulation $acc: step losses agree to 1e-5 relative" python3 -c '
+        check "b: batch $bs accumulation $acc dropout $dp: step losses agree to 1e-5 relative" python3 -c '
 import sys
 a = [float(x) for x in sys.argv[1].split()[1::2]]; b = [float(x) for x in sys.argv[2].split()[1::2]]
 sys.exit(not (len(a) == len(b) == 3 and all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b))))' "$l1" "$l2"

@@ -152,13 +152,14 @@ static double compare(const char *what, const float *dev, FixTensor *ref, size_t
     return b;
 }
 
-static void parity_case(Dcae *m, Fixture *fx, const float *dx_in, int B, int H, int W, int train, uint64_t seed) {
+static void parity_case(Dcae *m, Fixture *fx, const float *dx_in, int B, int H, int W, int train, uint64_t seed,
+                        uint64_t first_sample) {
     const char *pre = train ? "train." : "";
     const DcaeConfig *c = &m->cfg;
     const size_t nx = (size_t)B * c->pix_channels * H * W;
     char name[200];
     dcae_zero_grad(m);
-    dcae_forward(m, dx_in, B, H, W, train ? DCAE_TRAIN : DCAE_EVAL, seed);
+    dcae_forward(m, dx_in, B, H, W, train ? DCAE_TRAIN : DCAE_EVAL, seed, first_sample);
     double worst = 0;
     if (!train) {
         int L = c->levels;
@@ -204,12 +205,13 @@ static void test_parity(void) {
     FixTensor *meta = fixture_get(&fx, "meta");
     DcaeConfig c;
     tiny_config(&c);
-    CHECK(meta && meta->numel == 10 && meta->data[0] == c.pix_channels && meta->data[1] == c.lat_channels &&
+    CHECK(meta && meta->numel == 11 && meta->data[0] == c.pix_channels && meta->data[1] == c.lat_channels &&
               meta->data[5] == c.levels && meta->data[6] == c.attention_heads[2] && meta->data[7] == c.dropout,
           "fixture config matches the tiny config");
-    if (!meta || meta->numel != 10) return;
+    if (!meta || meta->numel != 11) return;
     int B = (int)meta->data[2], H = (int)meta->data[3], W = (int)meta->data[4];
     uint64_t seed = (uint64_t)meta->data[8] | ((uint64_t)meta->data[9] << 24);
+    uint64_t first_sample = (uint64_t)meta->data[10]; // stream position of sample 0 (per-sample masks)
     Dcae m;
     dcae_create(&m, &c);
     // Parameters are fixture tensors 1..n in named_parameters order: same names, same order.
@@ -234,8 +236,8 @@ static void test_parity(void) {
     size_t nx = (size_t)B * c.pix_channels * H * W;
     if (x && x->numel == nx && shapes_ok) {
         float *dx_in = to_backend(x->data, nx);
-        parity_case(&m, &fx, dx_in, B, H, W, 0, seed);
-        parity_case(&m, &fx, dx_in, B, H, W, 1, seed);
+        parity_case(&m, &fx, dx_in, B, H, W, 0, seed, first_sample);
+        parity_case(&m, &fx, dx_in, B, H, W, 1, seed, first_sample);
         nn_free(dx_in);
     } else {
         CHECK(0, "fixture input x present with %zu values", nx);
@@ -250,7 +252,7 @@ static void test_parity(void) {
 
 static double fd_loss(Dcae *m, const float *x, const float *r, int B, int H, int W, uint64_t seed) {
     size_t n = (size_t)B * m->cfg.pix_channels * H * W;
-    dcae_forward(m, x, B, H, W, DCAE_TRAIN, seed);
+    dcae_forward(m, x, B, H, W, DCAE_TRAIN, seed, 0);
     float *y = to_host(dcae_output(m), n);
     double l = 0;
     for (size_t i = 0; i < n; i++) l += (double)r[i] * y[i];
@@ -381,7 +383,7 @@ static void identity_stats(int identity, double *conv_dev, double *block_dev, do
     Rng g = rng_seed(5);
     for (size_t i = 0; i < n; i++) xh[i] = (float)rng_normal(&g);
     float *x = to_backend(xh, n);
-    dcae_forward(&m, x, B, H, W, DCAE_EVAL, 0);
+    dcae_forward(&m, x, B, H, W, DCAE_EVAL, 0, 0);
     *conv_dev = 0;
     *block_dev = 0;
     int last0 = -1, latconv = -1;
@@ -473,16 +475,16 @@ static void test_modes(void) {
     for (size_t i = 0; i < n; i++) xh[i] = (float)rng_normal(&g);
     float *x = to_backend(xh, n);
     float *ys[6], *zs[2];
-    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1234);
+    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1234, 0);
     ys[0] = to_host(dcae_output(&m), n);
-    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1234);
+    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1234, 0);
     ys[1] = to_host(dcae_output(&m), n);
-    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1235);
+    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1235, 0);
     ys[2] = to_host(dcae_output(&m), n);
-    dcae_forward(&m, x, B, H, W, DCAE_EVAL, 1234);
+    dcae_forward(&m, x, B, H, W, DCAE_EVAL, 1234, 0);
     ys[3] = to_host(dcae_output(&m), n);
     zs[0] = to_host(dcae_latent(&m), nz);
-    dcae_forward(&m, x, B, H, W, DCAE_EVAL, 999);
+    dcae_forward(&m, x, B, H, W, DCAE_EVAL, 999, 0);
     ys[4] = to_host(dcae_output(&m), n);
     CHECK(same(ys[0], ys[1], n), "train mode: same dropout seed -> bitwise identical output");
     CHECK(!same(ys[0], ys[2], n), "train mode: different dropout seed -> different output (max diff %.3g)",
@@ -494,7 +496,7 @@ static void test_modes(void) {
     c0.dropout = 0.0f;
     dcae_create(&m0, &c0);
     nn_copy(m0.params, m.params, m.table.total);
-    dcae_forward(&m0, x, B, H, W, DCAE_TRAIN, 1234);
+    dcae_forward(&m0, x, B, H, W, DCAE_TRAIN, 1234, 0);
     ys[5] = to_host(dcae_output(&m0), n);
     CHECK(same(ys[5], ys[3], n), "train mode with dropout 0 == eval mode");
     dcae_destroy(&m0);
@@ -514,11 +516,27 @@ static void test_modes(void) {
     CHECK(same(a, b, n) && !same(a, yh, n), "dcae_decode(noisy = 1) == decode(z + 0.01 N(0, I)) (rel. change %.3g)",
           rel_dist(a, yh, n));
     // batch independence through a re-planned (smaller) arena: sample 0 alone == sample 0 of B = 2
-    dcae_forward(&m, x, 1, H, W, DCAE_EVAL, 0);
+    dcae_forward(&m, x, 1, H, W, DCAE_EVAL, 0, 0);
     float *y1 = to_host(dcae_output(&m), n / 2);
     double bi = fixture_budget(y1, ys[3], n / 2, 1e-6, 1e-5);
     CHECK(bi <= 1.0, "eval output of sample 0 with B = 1 == with B = 2 (budget %.1f%% of 1e-6 + 1e-5 |y|)", 100 * bi);
     free(y1);
+    // Per-sample dropout masks: sample 1 of a B = 2 batch starting at stream position 40 equals
+    // that sample alone at position 41 (what a second rank computes), and differs at position 40.
+    dcae_forward(&m, x, B, H, W, DCAE_TRAIN, 1234, 40);
+    float *yt2 = to_host(dcae_output(&m), n);
+    float *x1 = nn_alloc(n / 2);
+    nn_copy(x1, x + n / 2, n / 2);
+    dcae_forward(&m, x1, 1, H, W, DCAE_TRAIN, 1234, 41);
+    float *yt1 = to_host(dcae_output(&m), n / 2);
+    dcae_forward(&m, x1, 1, H, W, DCAE_TRAIN, 1234, 40);
+    float *yt0 = to_host(dcae_output(&m), n / 2);
+    double bt = fixture_budget(yt1, yt2 + n / 2, n / 2, 1e-6, 1e-5);
+    CHECK(bt <= 1.0 && !same(yt0, yt1, n / 2),
+          "train: sample 1 of B = 2 at position 40 == that sample alone at position 41 (budget %.1f%%), "
+          "!= alone at position 40 (rel. diff %.3g)", 100 * bt, rel_dist(yt0, yt1, n / 2));
+    free(yt2), free(yt1), free(yt0);
+    nn_free(x1);
     for (int i = 0; i < 6; i++) free(ys[i]);
     free(zs[0]), free(zh), free(yh), free(a), free(b), free(xh);
     nn_free(z), nn_free(y), nn_free(y2), nn_free(noise), nn_free(x);

@@ -751,7 +751,7 @@ static int emit(const char *dir) {
             dcae_create(&ae, &dc);
             nn_to_backend(ae.params, p, ae.table.total);
             float *xd = dev_of(x, nx);
-            dcae_forward(&ae, xd, B, H, W, DCAE_EVAL, 0);
+            dcae_forward(&ae, xd, B, H, W, DCAE_EVAL, 0, 0);
             const int f = 1 << (dc.levels - 1);
             const size_t nz = (size_t)B * dc.lat_channels * (H / f) * (W / f);
             float *z = host_of(dcae_latent(&ae), nz), *y = host_of(dcae_output(&ae), nx);

@@ -261,7 +261,7 @@ typedef struct {
 } DmCase;
 
 static double dm_case_loss(DmCase *c) {
-    return emu_dm_loss(c->m, c->x, c->mask, c->label, c->sigma, c->eps, 0, c->B, c->train, 77);
+    return emu_dm_loss(c->m, c->x, c->mask, c->label, c->sigma, c->eps, 0, c->B, c->train, 77, 0);
 }
 
 // Central finite difference of the loss w.r.t. element idx of row `row`, compared with the
@@ -323,7 +323,7 @@ static void test_dm(Fixture *f, const TinyCfg *t) {
     emu_reserve(&m, B, 1);
     emu_zero_grad(&m);
     DmCase dc = {&m, x, mask, lab, eps, sigma, B, 0};
-    double loss = emu_dm_loss(&m, x, mask, lab, sigma, eps, 0, B, 1, 0); // dropout p = 0 here
+    double loss = emu_dm_loss(&m, x, mask, lab, sigma, eps, 0, B, 1, 0, 0); // dropout p = 0 here
     double ref = need(f, "dm.loss")->data[0];
     CHECK_CLOSE(loss, ref, 0, 2e-5, "DM loss (F-objective) %.7f = PyTorch DenoiserLoss %.7f", loss, ref);
     float *mean_d = nn_alloc(Bn);
@@ -339,7 +339,7 @@ static void test_dm(Fixture *f, const TinyCfg *t) {
 
     // grad_scale and accumulation: a second backward with scale 0.5 adds half again
     float *g1 = to_host(m.grads, m.table.total);
-    emu_dm_loss(&m, x, mask, lab, sigma, eps, 0, B, 1, 0);
+    emu_dm_loss(&m, x, mask, lab, sigma, eps, 0, B, 1, 0, 0);
     emu_dm_backward(&m, 0.5f);
     float *g2 = to_host(m.grads, m.table.total);
     double worst = 0;
@@ -387,7 +387,7 @@ static void test_dm(Fixture *f, const TinyCfg *t) {
     nn_to_backend(md.params, host, md.table.total);
     emu_reserve(&md, B, 1);
     DmCase dd = {&md, x, mask, lab, eps, sigma, B, 1};
-    double l_eval = emu_dm_loss(&md, x, mask, lab, sigma, eps, 0, B, 0, 77);
+    double l_eval = emu_dm_loss(&md, x, mask, lab, sigma, eps, 0, B, 0, 77, 0);
     double l_tr1 = dm_case_loss(&dd), l_tr2 = dm_case_loss(&dd);
     CHECK(l_tr1 != l_eval && l_tr1 == l_tr2, "dropout changes the train loss (%.6f vs eval %.6f) reproducibly", l_tr1, l_eval);
     emu_zero_grad(&md);
@@ -442,7 +442,7 @@ typedef struct {
 
 static double ns_loss_cb(void *ctx) {
     NsCase *c = (NsCase *)ctx;
-    return emu_ns_loss(c->m, c->x, c->mask, c->label, c->B, 0, 0);
+    return emu_ns_loss(c->m, c->x, c->mask, c->label, c->B, 0, 0, 0);
 }
 
 static void test_ns(Fixture *f, const TinyCfg *t) {
@@ -458,7 +458,7 @@ static void test_ns(Fixture *f, const TinyCfg *t) {
     float *lab = to_backend(need(f, "ns.label")->data, (size_t)B * t->label);
     emu_reserve(&m, B, 1);
     emu_zero_grad(&m);
-    double loss = emu_ns_loss(&m, x, mask, lab, B, 1, 0);
+    double loss = emu_ns_loss(&m, x, mask, lab, B, 1, 0, 0);
     CHECK_CLOSE(loss, need(f, "ns.loss")->data[0], 0, 2e-5, "NS loss %.7f = PyTorch", loss);
     float *out = to_host(emu_ns_last_output(&m), Bn);
     double bo = budget(out, need(f, "ns.out")->data, Bn);
@@ -485,7 +485,7 @@ static void test_ns(Fixture *f, const TinyCfg *t) {
     emu_init_params(&m0, 3);
     emu_reserve(&m0, B, 1);
     emu_zero_grad(&m0);
-    emu_ns_loss(&m0, x, mask, NULL, B, 1, 0);
+    emu_ns_loss(&m0, x, mask, NULL, B, 1, 0, 0);
     emu_ns_backward(&m0, 1.0f);
     float *g0 = to_host(m0.grads, m0.table.total);
     NsCase nc = {&m0, x, mask, NULL, B};
@@ -533,7 +533,7 @@ typedef struct {
 } VitCase;
 
 static double vit_case_loss(VitCase *c) {
-    vit_forward(c->v, c->params, c->out, c->x, c->cond, c->mod, c->B, 0, 0);
+    vit_forward(c->v, c->params, c->out, c->x, c->cond, c->mod, c->B, 0, 0, 0);
     float *o = to_host(c->out, c->nout), *w = to_host(c->w, c->nout);
     double s = 0;
     for (size_t i = 0; i < c->nout; i++) s += (double)o[i] * w[i];
@@ -588,12 +588,31 @@ static void test_vit_inputs(void) {
                   to_backend(hw, no), B, no};
     float *grads = nn_alloc(t.total), *dmod = nn_alloc(nm), *dx = nn_alloc(nx);
     vit_reserve(&v, B, 1);
-    vit_forward(&v, vc.params, vc.out, vc.x, vc.cond, vc.mod, B, 1, 0);
+    vit_forward(&v, vc.params, vc.out, vc.x, vc.cond, vc.mod, B, 1, 0, 0);
     vit_backward(&v, vc.params, grads, dmod, dx, vc.w, B);
     float *gdx = to_host(dx, nx), *gdm = to_host(dmod, nm);
     size_t ix[3] = {0, (size_t)N + 5, nx - 1}, im[3] = {0, 5, nm - 1};
     for (int i = 0; i < 3; i++) fd_input(&vc, vc.x, ix[i], gdx[ix[i]], "dx");
     for (int i = 0; i < 3; i++) fd_input(&vc, vc.mod, im[i], gdm[im[i]], "dmod");
+    // Per-sample FFN dropout masks: sample 1 of a B = 2 batch at stream position 40 == that sample
+    // alone at position 41 (a second rank's view), != alone at 40. (Arenas re-planned with masks.)
+    v.cfg.dropout = 0.3f;
+    vit_reserve(&v, 1, 1);
+    vit_reserve(&v, B, 1);
+    vit_forward(&v, vc.params, vc.out, vc.x, vc.cond, vc.mod, B, 1, 9, 40);
+    float *o2 = to_host(vc.out, no);
+    vit_reserve(&v, 1, 1);
+    vit_forward(&v, vc.params, vc.out, vc.x + 2 * N, vc.cond + N, vc.mod + 8, 1, 1, 9, 41);
+    float *o41 = to_host(vc.out, no / 2);
+    vit_forward(&v, vc.params, vc.out, vc.x + 2 * N, vc.cond + N, vc.mod + 8, 1, 1, 9, 40);
+    float *o40 = to_host(vc.out, no / 2);
+    double bs = budget(o41, o2 + no / 2, no / 2), d40 = 0;
+    for (size_t i = 0; i < no / 2; i++) d40 = fmax(d40, fabs(o40[i] - o41[i]));
+    CHECK(bs <= 1.0 && d40 > 1e-3, "dropout 0.3: sample 1 of B = 2 at position 40 == alone at 41 (budget %.1f%%), "
+          "!= alone at 40 (max diff %.3g)", 100 * bs, d40);
+    free(o2);
+    free(o41);
+    free(o40);
     free(gdx);
     free(gdm);
     free(hx);

@@ -7,14 +7,17 @@ the spec: zero-padded 3x3 convs, channel LayerNorm with the unbiased variance, p
 with channel index c*4 + i*2 + j, softclip2 saturation, VRMSE with the unbiased target variance.
 
 Writes tests/fixtures/dcae_tiny.bin (tests/fixture.py format) for tests/test_dcae.c:
-  meta                      [pix, lat, B, H, W, levels, heads_last, dropout, seed_lo, seed_hi]
+  meta                      [pix, lat, B, H, W, levels, heads_last, dropout, seed_lo, seed_hi,
+                             first_sample]
   <param name>              every parameter, in named_parameters (= state_dict minus buffers) order
   x, z, y                   input, saturated latent, output (eval mode)
   loss_vrmse, loss_mae      scalars (VRMSE eps 1e-2)
   grad.<param>, grad.x      d loss_vrmse / d (parameter, input)
   train.y, train.loss_vrmse, train.grad.<param>, train.grad.x
                             the same in training mode with dropout p = 0.05, masks drawn exactly
-                            as lola-c does (rng_hash_uniform(rng_hash(seed, block), i) >= p)
+                            as lola-c does, per sample: sample b keeps element i of its own
+                            (C, H, W) slice when rng_hash_uniform(rng_hash(rng_hash(seed, block),
+                            first_sample + b), i) >= p
 The reference is computed in float64 and stored as float32.
 
 Usage: python3 tests/torch_dcae.py [--out PATH] [--lola PATH_TO_LOLA_REPO]
@@ -112,12 +115,15 @@ class HashDropout(nn.Module):
     def __init__(self, p):
         super().__init__()
         self.p = p
-        self.seed = None  # set per forward by the autoencoder
+        self.seed = None  # block seed, set per forward by the autoencoder
+        self.first_sample = 0  # stream position of sample 0, set per forward by the autoencoder
 
     def forward(self, x):
         if not self.training or self.p == 0:
             return x
-        u = rng_hash_uniform(self.seed, x.numel())
+        n = x[0].numel()
+        u = np.concatenate([rng_hash_uniform(int(rng_hash(self.seed, np.array([self.first_sample + b]))[0]), n)
+                            for b in range(x.shape[0])])
         keep = torch.from_numpy((u >= self.p).astype(np.float64)).to(x.dtype).reshape(x.shape)
         return x * keep / (1 - self.p)
 
@@ -209,11 +215,13 @@ class AutoEncoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def set_dropout_seed(self, seed):
-        """Block b (in module order: encoder then decoder) draws with rng_hash(seed, b)."""
+    def set_dropout_seed(self, seed, first_sample):
+        """Block k (in module order: encoder then decoder) has seed rng_hash(seed, k); sample b of the
+        batch then draws with rng_hash(that, first_sample + b)."""
         blocks = [m for m in self.modules() if isinstance(m, ResBlock)]
-        for b, blk in enumerate(blocks):
-            blk.ffn[2].seed = int(rng_hash(seed, np.array([b]))[0])
+        for k, blk in enumerate(blocks):
+            blk.ffn[2].seed = int(rng_hash(seed, np.array([k]))[0])
+            blk.ffn[2].first_sample = first_sample
 
     def forward(self, x):
         z = self.encoder(x)
@@ -230,7 +238,8 @@ def vrmse(y, x, eps=1e-2):
 # ---------------------------------------------------------------------------------------------
 
 TINY = dict(pix=3, lat=4, hid_channels=[8, 16, 32], hid_blocks=[1, 1, 2], heads={2: 2}, kernel=3,
-            dropout=0.05, identity=True, B=2, H=16, W=16, seed=0x5EED1234ABCD)
+            dropout=0.05, identity=True, B=2, H=16, W=16, seed=0x5EED1234ABCD,
+            first_sample=37)
 
 
 def randomise(model, gen):
@@ -246,9 +255,9 @@ def randomise(model, gen):
             p.copy_((torch.rand(p.shape, generator=gen, dtype=torch.float64) * 2 - 1) * a)
 
 
-def run_case(model, x, train, seed):
+def run_case(model, x, train, seed, first_sample):
     model.train(train)
-    model.set_dropout_seed(seed)
+    model.set_dropout_seed(seed, first_sample)
     model.zero_grad()
     x = x.clone().requires_grad_(True)
     y, z = model(x)
@@ -309,14 +318,14 @@ def main():
         check_against_lola(args.lola, model, cfg, x)
 
     seed = cfg["seed"]
-    y, z, loss, mae, grads, gx = run_case(model, x, False, seed)
-    ty, _, tloss, _, tgrads, tgx = run_case(model, x, True, seed)
+    y, z, loss, mae, grads, gx = run_case(model, x, False, seed, cfg["first_sample"])
+    ty, _, tloss, _, tgrads, tgx = run_case(model, x, True, seed, cfg["first_sample"])
     print(f"eval: vrmse {loss:.6f} mae {mae:.6f}; train (dropout {cfg['dropout']}): vrmse {tloss:.6f}; "
           f"max |y_eval - y_train| {(y - ty).abs().max().item():.3g}")
 
     heads_last = cfg["heads"].get(len(cfg["hid_channels"]) - 1, 0)
     meta = [cfg["pix"], cfg["lat"], cfg["B"], cfg["H"], cfg["W"], len(cfg["hid_channels"]), heads_last,
-            cfg["dropout"], seed & 0xFFFFFF, seed >> 24]
+            cfg["dropout"], seed & 0xFFFFFF, seed >> 24, cfg["first_sample"]]
     t = [("meta", np.array(meta, dtype=np.float64))]
     t += [(n, p.detach().numpy()) for n, p in model.named_parameters()]
     t += [("x", x.numpy()), ("z", z.numpy()), ("y", y.numpy()), ("loss_vrmse", np.array([loss])),

@@ -242,15 +242,15 @@ static void bench_step(Bench *b) {
     uint64_t dseed = rng_hash(o->seed ^ 0xd20900ULL, (uint64_t)b->step);
     nn_zero(b->grads, b->nparams);
     if (b->ae) {
-        dcae_forward(&b->dcae, b->x, B, o->size, o->size, DCAE_TRAIN, dseed);
+        dcae_forward(&b->dcae, b->x, B, o->size, o->size, DCAE_TRAIN, dseed, 0);
         b->last_loss = vrmse_loss(b->dy, dcae_output(&b->dcae), b->x, B, o->pix, o->size * o->size, 1e-2f, 1.0f);
         dcae_backward(&b->dcae, b->dy, NULL, NULL);
     } else if (b->emu.cfg.kind == EMU_DM) {
         for (int i = 0; i < B; i++) b->sigma[i] = schedule_sigma(&b->sched, rng_uniform(&b->rng));
-        b->last_loss = emu_dm_loss(&b->emu, b->x, b->mask, b->label, b->sigma, NULL, rng_next(&b->rng), B, 1, dseed);
+        b->last_loss = emu_dm_loss(&b->emu, b->x, b->mask, b->label, b->sigma, NULL, rng_next(&b->rng), B, 1, dseed, 0);
         emu_dm_backward(&b->emu, 1.0f);
     } else {
-        b->last_loss = emu_ns_loss(&b->emu, b->x, b->mask, b->label, B, 1, dseed);
+        b->last_loss = emu_ns_loss(&b->emu, b->x, b->mask, b->label, B, 1, dseed, 0);
         emu_ns_backward(&b->emu, 1.0f);
     }
     double norm;
