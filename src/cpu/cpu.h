@@ -71,14 +71,14 @@ void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 
 // Grow-only scratch buffers, one per slot, kept for the whole program and counted in
 // nn_bytes_in_use. Contents are undefined on return. Not reentrant (see above).
-enum { SCRATCH_COL = 0, SCRATCH_WFLIP, SCRATCH_CONVY, SCRATCH_ATTN, SCRATCH_RED, SCRATCH_DWR, SCRATCH_N };
+enum { SCRATCH_COL = 0, SCRATCH_WFLIP, SCRATCH_CONVY, SCRATCH_ATTN, SCRATCH_RED, SCRATCH_N };
 float *cpu_scratch(int slot, size_t n);
 
 // Backward attention keeps dS for a group of heads in scratch: at most this many floats (but one
 // head at least). Default 16 Mi floats; tests lower it to exercise several groups.
 extern size_t cpu_att_scratch_floats;
 
-// conv2d works on chunks of this many pixel columns; 0 (default) = 256 x threads. Tests set it to
+// conv2d works on chunks of this many pixel columns; 0 (default) = 512 x threads. Tests set it to
 // exercise every chunking path (row bands, several images per chunk) on any machine.
 extern size_t cpu_conv_cols;
 
