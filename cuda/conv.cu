@@ -7,6 +7,14 @@
 //   * LOLA_DETERMINISTIC=1 restricts the choice to CUDNN_DETERMINISTIC algorithms (cuDNN's fastest
 //     backward algorithms are often not);
 //   * math: CUDNN_FMA_MATH (true fp32) unless TF32 is on, then CUDNN_TENSOR_OP_MATH.
+// bf16 mode (LOLA_PRECISION=bf16, autocast semantics): a second plan per shape with bf16 x, w and y
+// descriptors and fp32 compute (cuDNN's "pseudo bf16" configuration, tensor-op math): x and dout
+// are cast to bf16 per call (scratch), w comes from the bf16 weight cache (precision.cu); the bf16
+// output is converted back to fp32 (the forward adds the fp32 bias in the same pass; the weight
+// gradient, computed with beta = 0 into a bf16 scratch, is added to the fp32 dw). The legacy API
+// has no fp32 output for bf16 inputs, so outputs are rounded to bf16 once, as torch's are. A shape
+// whose bf16 plan cuDNN refuses runs the fp32 path below (TF32 allowed), counted in
+// nn_cuda_precision_fallback_calls, with one warning.
 // Fallback path (LOLA_CONV=im2col, or automatically for a plan whenever cuDNN fails, with one
 // warning): im2col + cuBLAS GEMM per sample and row band; the data gradient is the forward
 // convolution of dout with the spatially flipped, in/out-transposed weights (stride 1 and 'same'
@@ -17,10 +25,7 @@
 
 #include <vector>
 
-#include "cuda_common.cuh"
-
-void lcu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-              float beta, float *C, int ldc);
+#include "precision.cuh"
 
 // ---------------------------------------------------------------------------------------------
 // Bias kernels
@@ -150,7 +155,7 @@ static void im2col_backward_data(float *dx, const float *dout, const float *w, i
 // cuDNN plans
 
 struct ConvPlan {
-    int B, Cin, Cout, H, W, K, tf32, det, find;
+    int B, Cin, Cout, H, W, K, tf32, det, find, bf16;
     int failed; // cuDNN could not do this shape: use im2col
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
@@ -162,7 +167,7 @@ struct ConvPlan {
 };
 
 static std::vector<ConvPlan *> plans;
-static int warned_fallback = 0;
+static int warned_fallback = 0, warned_bf16 = 0;
 
 static size_t ws_limit(void) {
     const char *s = getenv("LOLA_CONV_WS_MB");
@@ -173,6 +178,14 @@ static size_t ws_limit(void) {
 
 static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
     p->failed = 1;
+    if (p->bf16) {
+        if (!warned_bf16)
+            log_warn("warning: cuDNN bf16 %s failed for conv B=%d Cin=%d Cout=%d %dx%d K=%d (%s); using the fp32 path "
+                     "for this shape (further bf16 fallbacks are silent)\n",
+                     what, p->B, p->Cin, p->Cout, p->H, p->W, p->K, cudnnGetErrorString(s));
+        warned_bf16 = 1;
+        return;
+    }
     if (!warned_fallback) {
         log_warn("warning: cuDNN %s failed for conv B=%d Cin=%d Cout=%d %dx%d K=%d (%s); using im2col + cuBLAS "
                  "for this shape (further fallbacks are silent)\n",
@@ -190,14 +203,34 @@ static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
         }                                                                                            \
     } while (0)
 
+// GEMM-type algorithms: each output is a plain sum of products of (rounded) input and weight
+// values. Winograd and FFT algorithms multiply *transformed* tiles instead; with TF32 or bf16
+// operands the rounding then hits the transformed values and is amplified by the inverse
+// transform, which breaks the error model of reduced precision (one rounding per operand,
+// tests/gpu/test_gpu_ops.c). So tf32 and bf16 plans take GEMM-type algorithms only (cuDNN's
+// tensor-core kernels are of this type); exact fp32 plans take any algorithm, as before.
+static bool gemm_type(cudnnConvolutionFwdAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+}
+static bool gemm_type(cudnnConvolutionBwdDataAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+}
+static bool gemm_type(cudnnConvolutionBwdFilterAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+}
+
 // Picks the first usable algorithm of a perf list (sorted best first by cuDNN). Without TF32,
-// entries that would run on tensor cores (TF32 for fp32 data) are skipped.
+// entries that would run on tensor cores (TF32 for fp32 data) are skipped; with reduced precision
+// (tf32 / bf16) only GEMM-type algorithms are taken.
 template <typename Perf, typename Algo>
 static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, Algo *algo, size_t *ws) {
     for (int i = 0; i < n; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
         if (perf[i].memory > limit) continue;
         if (det && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        if (tf32 && !gemm_type(perf[i].algo)) continue;
         if (!tf32 && (perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
                       perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
             continue;
@@ -215,19 +248,20 @@ static void plan_build(ConvPlan *p) {
         return;
     }
     int pad = p->K / 2;
+    cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    int tensor_ops = p->tf32 || p->bf16;
     TRY_DNN(p, "descriptor", cudnnCreateTensorDescriptor(&p->xd));
     TRY_DNN(p, "descriptor", cudnnCreateTensorDescriptor(&p->yd));
     TRY_DNN(p, "descriptor", cudnnCreateFilterDescriptor(&p->wd));
     TRY_DNN(p, "descriptor", cudnnCreateConvolutionDescriptor(&p->cd));
     TRY_DNN(p, "descriptor",
-            cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, p->B, p->Cin, p->H, p->W));
-    TRY_DNN(p, "descriptor",
-            cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, p->B, p->Cout, p->H, p->W));
-    TRY_DNN(p, "descriptor",
-            cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, p->Cout, p->Cin, p->K, p->K));
+            cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, dt, p->B, p->Cin, p->H, p->W));
+    TRY_DNN(p, "descriptor", cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, dt, p->B, p->Cout, p->H, p->W));
+    TRY_DNN(p, "descriptor", cudnnSetFilter4dDescriptor(p->wd, dt, CUDNN_TENSOR_NCHW, p->Cout, p->Cin, p->K, p->K));
     TRY_DNN(p, "descriptor",
             cudnnSetConvolution2dDescriptor(p->cd, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    TRY_DNN(p, "math type", cudnnSetConvolutionMathType(p->cd, p->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    // compute type CUDNN_DATA_FLOAT above: fp32 accumulation also for bf16 data
+    TRY_DNN(p, "math type", cudnnSetConvolutionMathType(p->cd, tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     // output shape sanity (stride 1, same padding)
     int on, oc, oh, ow;
     TRY_DNN(p, "output shape", cudnnGetConvolution2dForwardOutputDim(p->cd, p->xd, p->wd, &on, &oc, &oh, &ow));
@@ -247,7 +281,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "forward algorithm heuristics",
                     cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd, p->yd,
                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, p->tf32, limit, &p->fwd, &p->ws_fwd)) {
+        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->fwd, &p->ws_fwd)) {
             plan_fail(p, "forward algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -262,7 +296,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-data algorithm heuristics",
                     cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd, p->xd,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, p->tf32, limit, &p->bwd_data, &p->ws_data)) {
+        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_data, &p->ws_data)) {
             plan_fail(p, "backward-data algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -277,7 +311,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-filter algorithm heuristics",
                     cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd, p->wd,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, p->tf32, limit, &p->bwd_filter, &p->ws_filter)) {
+        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_filter, &p->ws_filter)) {
             plan_fail(p, "backward-filter algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -286,22 +320,24 @@ static void plan_build(ConvPlan *p) {
         fprintf(stderr,
                 "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B), bwd-data %d (%zu B), "
                 "bwd-filter %d (%zu B)\n",
-                p->B, p->Cin, p->Cout, p->H, p->W, p->K, p->tf32 ? " tf32" : "", p->det ? " det" : "", (int)p->fwd,
+                p->B, p->Cin, p->Cout, p->H, p->W, p->K, p->bf16 ? " bf16" : p->tf32 ? " tf32" : "",
+                p->det ? " det" : "", (int)p->fwd,
                 p->ws_fwd, (int)p->bwd_data, p->ws_data, (int)p->bwd_filter, p->ws_filter);
 }
 
-static ConvPlan *get_plan(int B, int Cin, int Cout, int H, int W, int K) {
+// bf16: the plan with bf16 data (bf16 mode); 0: the fp32 plan (TF32 per nn_cuda_tf32()).
+static ConvPlan *get_plan(int B, int Cin, int Cout, int H, int W, int K, int bf16) {
     int tf32 = nn_cuda_tf32(), det = nn_cuda_deterministic();
     const char *fs = getenv("LOLA_CUDNN_FIND");
     int find = fs && fs[0] == '1';
     for (ConvPlan *p : plans)
         if (p->B == B && p->Cin == Cin && p->Cout == Cout && p->H == H && p->W == W && p->K == K && p->tf32 == tf32 &&
-            p->det == det && p->find == find)
+            p->det == det && p->find == find && p->bf16 == bf16)
             return p;
     ConvPlan *p = (ConvPlan *)calloc(1, sizeof(ConvPlan));
     if (!p) lola_die("out of host memory for a conv plan");
     p->B = B, p->Cin = Cin, p->Cout = Cout, p->H = H, p->W = W, p->K = K, p->tf32 = tf32, p->det = det;
-    p->find = find;
+    p->find = find, p->bf16 = bf16;
     // cuDNN 4-D descriptors take int strides: tensors of 2^31 elements or more go to im2col.
     if ((size_t)B * (Cin > Cout ? Cin : Cout) * H * W >= ((size_t)1 << 31)) p->failed = 1;
     else plan_build(p);
@@ -315,13 +351,87 @@ static void check_conv_args(const char *fn, int B, int Cin, int Cout, int H, int
 }
 
 // ---------------------------------------------------------------------------------------------
+// bf16 mode (cuDNN with bf16 data). Each returns 1 when done, 0 when the caller must use the fp32
+// path (the bf16 plan failed: one warning, counted).
+
+// The bf16 plan of this shape when bf16 mode and cuDNN are selected and the plan works, else NULL
+// (a refused plan counts one fallback call).
+static ConvPlan *bf16_plan(int B, int Cin, int Cout, int H, int W, int K) {
+    if (nn_cuda_precision() != NN_PREC_BF16 || nn_cuda_conv_impl() != NN_CONV_CUDNN) return NULL;
+    ConvPlan *p = get_plan(B, Cin, Cout, H, W, K, 1);
+    if (p->failed) {
+        lcu_count_precision_fallback();
+        return NULL;
+    }
+    return p;
+}
+
+static int bf16_forward(ConvPlan *p, float *out, const float *x, const float *w, const float *b) {
+    size_t nx = (size_t)p->B * p->Cin * p->H * p->W, ny = (size_t)p->B * p->Cout * p->H * p->W;
+    size_t nw = (size_t)p->Cout * p->Cin * p->K * p->K;
+    const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx), *wb = lcu_bf16_weight(w, nw);
+    lcu_bf16 *yb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_B, ny * sizeof(lcu_bf16));
+    void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
+    float one = 1.0f, zero = 0.0f;
+    cudnnStatus_t s =
+        cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, xb, p->wd, wb, p->cd, p->fwd, ws, p->ws_fwd, &zero, p->yd, yb);
+    if (s != CUDNN_STATUS_SUCCESS) {
+        plan_fail(p, "forward", s);
+        lcu_count_precision_fallback();
+        return 0;
+    }
+    lcu_from_bf16_bias(out, yb, b, ny, p->Cout, p->H * p->W); // out = fp32(y) + b
+    return 1;
+}
+
+// dw += (through a bf16 scratch) and/or dx = ; *dw_done / *dx_done say which parts are done.
+static void bf16_backward(ConvPlan *p, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          int *dx_done, int *dw_done) {
+    size_t nx = (size_t)p->B * p->Cin * p->H * p->W, ny = (size_t)p->B * p->Cout * p->H * p->W;
+    size_t nw = (size_t)p->Cout * p->Cin * p->K * p->K;
+    float one = 1.0f, zero = 0.0f;
+    const lcu_bf16 *gb = lcu_bf16_of(LCU_SCR_BF16_B, dout, ny);
+    if (dw) {
+        const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx);
+        lcu_bf16 *dwb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_P, nw * sizeof(lcu_bf16));
+        void *ws = p->ws_filter ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_filter) : NULL;
+        cudnnStatus_t s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, xb, p->yd, gb, p->cd, p->bwd_filter,
+                                                         ws, p->ws_filter, &zero, p->wd, dwb);
+        if (s != CUDNN_STATUS_SUCCESS) {
+            plan_fail(p, "backward filter", s);
+            lcu_count_precision_fallback();
+            return;
+        }
+        lcu_from_bf16(dw, dwb, nw, 1);
+        *dw_done = 1;
+    }
+    if (dx) {
+        const lcu_bf16 *wb = lcu_bf16_weight(w, nw);
+        // dx in bf16 reuses the x slot: the filter gradient above, queued first, has read x already.
+        lcu_bf16 *dxb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_A, nx * sizeof(lcu_bf16));
+        void *ws = p->ws_data ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_data) : NULL;
+        cudnnStatus_t s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wb, p->yd, gb, p->cd, p->bwd_data, ws,
+                                                       p->ws_data, &zero, p->xd, dxb);
+        if (s != CUDNN_STATUS_SUCCESS) {
+            plan_fail(p, "backward data", s);
+            lcu_count_precision_fallback();
+            return;
+        }
+        lcu_from_bf16(dx, dxb, nx, 0);
+        *dx_done = 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Ops
 
 extern "C" void conv2d_forward(float *out, const float *x, const float *w, const float *b, int B, int Cin, int Cout,
                                int H, int W, int K) {
     check_conv_args("conv2d_forward", B, Cin, Cout, H, W, K);
     lcu_ensure_init();
-    ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K) : NULL;
+    ConvPlan *pb = bf16_plan(B, Cin, Cout, H, W, K);
+    if (pb && bf16_forward(pb, out, x, w, b)) return;
+    ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K, 0) : NULL;
     int done = 0;
     if (p && !p->failed) {
         void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
@@ -343,7 +453,15 @@ extern "C" void conv2d_backward(float *dx, float *dw, float *db, const float *do
     check_conv_args("conv2d_backward", B, Cin, Cout, H, W, K);
     lcu_ensure_init();
     if (db) bias_backward(db, dout, B, Cout, H * W);
-    ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K) : NULL;
+    ConvPlan *pb = dx || dw ? bf16_plan(B, Cin, Cout, H, W, K) : NULL;
+    if (pb) {
+        int dx_done = 0, dw_done = 0;
+        bf16_backward(pb, dx, dw, dout, x, w, &dx_done, &dw_done);
+        if (dx_done) dx = NULL; // what is left goes through the fp32 path
+        if (dw_done) dw = NULL;
+        if (!dx && !dw) return;
+    }
+    ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K, 0) : NULL;
     float one = 1.0f, zero = 0.0f;
     if (dw) {
         int done = 0;

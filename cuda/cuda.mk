@@ -6,7 +6,8 @@
 #   make test-gpu    build it and run the checks and the op timings (GPU machine)
 #   make gpu-selfcheck  the same test program linked with the CPU backend on both sides (plus
 #                    no-op knobs, tests/gpu/nn_cuda_stub.c): checks the harness without a GPU
-# tests/gpu/run.sh OUTDIR is the self-contained GPU-machine script (own build, logs, timeouts).
+#   make gpu-bundle  $(BUILD)/gpu-bundle/: the prebuilt programs + libraries for the GPU machine
+# tests/gpu/run.sh OUTDIR is the self-contained GPU-machine script (bundle or own build, logs, timeouts).
 #
 # Both backends define the nn.h names: the CPU sources are compiled a second time into
 # $(BUILD)/tests/gpu/cpuref/ with every nn.h name renamed cpu_<name> (tests/gpu/gen_cpu_ref.sh
@@ -70,5 +71,49 @@ gpu-tests: $(GPU_T)/test_gpu_ops
 test-gpu: $(GPU_T)/test_gpu_ops
 	$(GPU_T)/test_gpu_ops --bench
 
+# $(GPU_T)/test_nccl: the NCCL transport of src/gradsync.c (cuda/nccl.cu) on the GPU machine (one
+# process on one GPU, or mpirun -np N on N GPUs; see the file). Linked like $(CHK)/lola: the CUDA
+# flavour of the core + the CUDA backend (BACKEND=cpu), or $(BUILD)/liblola.a (BACKEND=cuda).
+$(GPU_T)/test_nccl.o: tests/gpu/test_nccl.c $(STAMP)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) $(CUDA_DEFS) $(CUDA_CFLAGS) -Itests -MMD -MP -c $< -o $@
+ifeq ($(BACKEND),cuda)
+$(GPU_T)/test_nccl: $(GPU_T)/test_nccl.o $(BUILD)/liblola.a
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $^ -o $@ $(ALL_LIBS) $(GPU_RPATH)
+else
+$(GPU_T)/test_nccl: $(GPU_T)/test_nccl.o $(filter-out %/main.o,$(CUDA_FLAVOR_OBJ)) $(BUILD)/libbackend_cuda.a $(CHK)/libcore.a
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter %.o,$^) -Wl,--whole-archive $(BUILD)/libbackend_cuda.a -Wl,--no-whole-archive $(CHK)/libcore.a -o $@ $(ALL_LIBS) $(CUDA_LIBS) $(patsubst -L%,-Wl$(comma)-rpath$(comma)%,$(filter -L%,$(CUDA_LIBS)))
+endif
+gpu-tests: $(GPU_T)/test_nccl
+
+# make gpu-bundle: $(BUILD)/gpu-bundle/, everything the GPU machine needs to run the whole program
+# without building it (it lacks libyaml and parallel HDF5): the CUDA program (cuda-check), the CPU
+# program, well-euler, the GPU test programs, bench-lola (CUDA + CPU) when tools/bench-lola.c
+# exists, and the shared libraries the machine lacks; wrappers set LD_LIBRARY_PATH. The library
+# policy (what is taken along and why) is in tests/gpu/bundle.sh; the use in cuda/README.md.
+# A CUDA tool is linked like $(CHK)/lola: its object in the CUDA flavour + the CUDA backend + core.
+.PHONY: gpu-bundle
+ifeq ($(BACKEND),cuda)
+gpu-bundle:
+	@echo "gpu-bundle: needs the default BACKEND=cpu build (it bundles the CPU and the cuda-check CUDA program)" >&2; exit 1
+else
+CHK_TOOLS := $(patsubst tools/%.c,$(CHK)/%,$(wildcard tools/bench-lola.c))
+$(CHK_TOOLS): $(CHK)/%: $(BUILD)/obj-cuda/tools/%.o $(filter-out %/main.o,$(CUDA_FLAVOR_OBJ)) $(BUILD)/libbackend_cuda.a $(CHK)/libcore.a
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter %.o,$^) -Wl,--whole-archive $(BUILD)/libbackend_cuda.a -Wl,--no-whole-archive $(CHK)/libcore.a -o $@ $(ALL_LIBS) $(CUDA_LIBS) $(patsubst -L%,-Wl$(comma)-rpath$(comma)%,$(filter -L%,$(CUDA_LIBS)))
+GPU_BUNDLE_BINS := lola=$(CHK)/lola lola-cpu=$(BUILD)/lola well-euler=$(BUILD)/well-euler test_gpu_ops=$(GPU_T)/test_gpu_ops \
+    $(if $(wildcard tests/gpu/test_nccl.c),test_nccl=$(GPU_T)/test_nccl) \
+    $(if $(CHK_TOOLS),bench-lola=$(CHK)/bench-lola bench-lola-cpu=$(BUILD)/bench-lola)
+gpu-bundle: $(foreach b,$(GPU_BUNDLE_BINS),$(lastword $(subst =, ,$(b))))
+	$(Q)bash tests/gpu/bundle.sh $(BUILD)/gpu-bundle $(GPU_BUNDLE_BINS)
+endif
+
 -include $(shell find $(GPU_T) -name '*.d' 2>/dev/null)
+else
+.PHONY: gpu-bundle
+gpu-bundle:
+	@echo "gpu-bundle: needs nvcc (CUDA_HOME or PATH) to build the CUDA programs" >&2; exit 1
 endif

@@ -38,7 +38,7 @@ const char *lcu_cublas_string(cublasStatus_t s);
 
 void lcu_ensure_init(void);
 cudaStream_t lcu_stream(void);
-cublasHandle_t lcu_cublas(void); // math mode already set from the TF32 switch
+cublasHandle_t lcu_cublas(void); // math mode already set from the precision (TF32 unless fp32)
 cudnnHandle_t lcu_cudnn(void);   // NULL when cuDNN could not be initialised
 int lcu_num_sms(void);
 int lcu_verbose(void);
@@ -53,10 +53,19 @@ enum {
     LCU_SCR_ATTN_DP,   // attention dP
     LCU_SCR_PART,      // float partial sums of chunked reductions (modulate, gated residual)
     LCU_SCR_COPY,      // staging for overlapping nn_copy
+    LCU_SCR_BF16_A,    // bf16 operands (precision.cu): activations x / conv input / attention qkv
+    LCU_SCR_BF16_B,    //   output gradients dout / conv output / attention dO
+    LCU_SCR_BF16_W,    //   weights that are not cached
+    LCU_SCR_BF16_P,    //   attention probabilities and dS; conv bf16 weight gradient
+    LCU_SCR_BF16_ONES, //   a vector of bf16 ones (bias gradient of the cuBLAS fallback)
+    LCU_SCR_LT_WS,     // cuBLASLt workspace (lt.cu)
+    LCU_SCR_LT_BIAS,   // cuBLASLt epilogue vectors: an aligned bias copy; the bias gradient before db +=
     LCU_SCR_N
 };
 // Grow-only device scratch of at least `bytes` bytes (contents undefined).
 void *lcu_scratch(int slot, size_t bytes);
+// cudaMalloc with the backend's out-of-memory report (dies on failure); free with cudaFree.
+void *lcu_device_malloc(size_t bytes, const char *what);
 // Device vector of at least n ones (float).
 const float *lcu_ones(size_t n);
 // Host copy of n doubles from device partials, summed in index order (synchronises the stream).

@@ -2,7 +2,7 @@
 // the AdamW update. Formulas are those of nn.h; comments name only what differs from a plain loop.
 #include <math.h>
 
-#include "cuda_common.cuh"
+#include "precision.cuh"
 #include "rng.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -53,6 +53,7 @@ __global__ void add4_kernel(float4 *out, const float4 *a, const float4 *b, size_
 extern "C" void nn_fill(float *x, float value, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(x, n); // bf16 weight cache (precision.cu)
     size_t n4 = aligned16(x) ? n / 4 : 0;
     if (n4) {
         fill4_kernel<<<lcu_grid(n4), LCU_THREADS, 0, lcu_stream()>>>((float4 *)x, value, n4);
@@ -67,6 +68,7 @@ extern "C" void nn_fill(float *x, float value, size_t n) {
 extern "C" void nn_scale(float *x, float s, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(x, n);
     size_t n4 = aligned16(x) ? n / 4 : 0;
     if (n4) {
         scale4_kernel<<<lcu_grid(n4), LCU_THREADS, 0, lcu_stream()>>>((float4 *)x, s, n4);
@@ -81,6 +83,7 @@ extern "C" void nn_scale(float *x, float s, size_t n) {
 extern "C" void nn_axpy(float *y, float a, const float *x, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(y, n);
     size_t n4 = aligned16(x) && aligned16(y) ? n / 4 : 0;
     if (n4) {
         axpy4_kernel<<<lcu_grid(n4), LCU_THREADS, 0, lcu_stream()>>>((float4 *)y, a, (const float4 *)x, n4);
@@ -96,6 +99,7 @@ extern "C" void nn_axpy(float *y, float a, const float *x, size_t n) {
 extern "C" void nn_add(float *out, const float *a, const float *b, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(out, n);
     size_t n4 = aligned16(out) && aligned16(a) && aligned16(b) ? n / 4 : 0;
     if (n4) {
         add4_kernel<<<lcu_grid(n4), LCU_THREADS, 0, lcu_stream()>>>((float4 *)out, (const float4 *)a,
@@ -227,6 +231,7 @@ __global__ void randn_kernel(float *out, size_t n, uint64_t seed) {
 extern "C" void nn_randn(float *out, size_t n, uint64_t seed) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(out, n);
     randn_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(out, n, seed);
     CUDA_LAUNCH_CHECK();
 }
@@ -248,6 +253,7 @@ extern "C" void nn_rows_axpby(float *out, const float *a, const float *x, const 
     size_t total = (size_t)(B > 0 ? B : 0) * n;
     if (!total) return;
     lcu_ensure_init();
+    lcu_note_write(out, total);
     rows_axpby_kernel<<<lcu_grid(total), LCU_THREADS, 0, lcu_stream()>>>(out, a, x, c, y, n, total);
     CUDA_LAUNCH_CHECK();
 }
@@ -259,6 +265,7 @@ __global__ void where_kernel(float *out, const float *m, const float *x, const f
 extern "C" void nn_where(float *out, const float *m, const float *x, const float *y, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(out, n);
     where_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(out, m, x, y, n);
     CUDA_LAUNCH_CHECK();
 }
@@ -285,6 +292,7 @@ extern "C" void adamw_update(float *p, const float *g, float *m, float *v, size_
     if (t < 1) lola_die("adamw_update: step count t = %d must be >= 1", t);
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_params(p, n); // p is a parameter range; it changes now (precision.cu)
     double bc1 = 1.0 - pow((double)b1, (double)t), bc2 = 1.0 - pow((double)b2, (double)t);
     float step = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
     float decay = 1.0f - lr * wd;

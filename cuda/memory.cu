@@ -2,11 +2,12 @@
 // checks, device memory (nn_alloc & co. with byte counters) and the grow-only scratch buffers.
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <mutex>
 #include <unordered_map>
 
-#include "cuda_common.cuh"
+#include "precision.cuh"
 
 // ---------------------------------------------------------------------------------------------
 // Error checks
@@ -58,7 +59,7 @@ static struct {
     cudaStream_t stream;
     cublasHandle_t cublas;
     cudnnHandle_t cudnn; // NULL if unavailable
-    int tf32, det, conv_impl, verbose;
+    int prec, gemm_impl, det, conv_impl, verbose;
     char device_name[256];
     char name[512];
 } G;
@@ -74,7 +75,33 @@ static int env_int(const char *name, int dflt) {
 
 static void apply_cublas_math(void) {
     if (!G.cublas) return;
-    CUBLAS_CHECK(cublasSetMathMode(G.cublas, G.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CUBLAS_CHECK(cublasSetMathMode(G.cublas, G.prec != NN_PREC_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+static const char *prec_names[] = {"fp32", "tf32", "bf16"};
+
+// LOLA_PRECISION=fp32|tf32|bf16, with LOLA_TF32=1 as an alias of tf32 (nn_cuda.h).
+static int env_precision(void) {
+    int tf32 = env_int("LOLA_TF32", 0) != 0;
+    const char *s = getenv("LOLA_PRECISION");
+    if (!s || !s[0]) return tf32 ? NN_PREC_TF32 : NN_PREC_FP32;
+    for (int p = 0; p < 3; p++)
+        if (!strcasecmp(s, prec_names[p])) {
+            if (p == NN_PREC_FP32 && tf32)
+                lola_die("LOLA_PRECISION=%s and LOLA_TF32=1 contradict each other: unset one of them", s);
+            return p;
+        }
+    lola_die("LOLA_PRECISION='%s': expected fp32, tf32 or bf16", s);
+    return NN_PREC_FP32;
+}
+
+static int env_gemm_impl(void) {
+    const char *s = getenv("LOLA_GEMM");
+    if (!s || !s[0] || !strcmp(s, "auto")) return NN_GEMM_AUTO;
+    if (!strcmp(s, "cublas")) return NN_GEMM_CUBLAS;
+    if (!strcmp(s, "lt")) return NN_GEMM_LT;
+    lola_die("LOLA_GEMM='%s': expected auto, cublas or lt", s);
+    return NN_GEMM_AUTO;
 }
 
 // Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
@@ -95,7 +122,8 @@ extern "C" void nn_init(int local_rank) {
     G.num_sms = prop.multiProcessorCount;
     snprintf(G.device_name, sizeof G.device_name, "%s", prop.name);
     G.stream = 0; // the legacy default stream: ordered with cudaMemcpy and every library call
-    G.tf32 = env_int("LOLA_TF32", 0) != 0;
+    G.prec = env_precision();
+    G.gemm_impl = env_gemm_impl();
     G.det = env_int("LOLA_DETERMINISTIC", 0) != 0;
     G.verbose = env_int("LOLA_CUDA_VERBOSE", 0) != 0;
     const char *conv = getenv("LOLA_CONV");
@@ -120,10 +148,11 @@ extern "C" void nn_init(int local_rank) {
     int cbv = 0;
     cublasGetVersion(G.cublas, &cbv);
     size_t dnn = G.cudnn ? cudnnGetVersion() : 0;
-    snprintf(G.name, sizeof G.name, "cuda (%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu; fp32%s%s)",
+    snprintf(G.name, sizeof G.name, "cuda (%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu; %s%s)",
              prop.name, prop.major, prop.minor, prop.multiProcessorCount,
              prop.totalGlobalMem / 1073741824.0, rt / 1000, (rt % 1000) / 10, cbv,
-             G.cudnn ? "" : "n/a ", dnn, G.tf32 ? " +tf32" : "", G.det ? ", deterministic" : "");
+             G.cudnn ? "" : "n/a ", dnn, G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec],
+             G.det ? ", deterministic" : "");
     if (G.verbose) fprintf(stderr, "[cuda] device %d of %d: %s\n", G.device, count, G.name);
 }
 
@@ -150,11 +179,30 @@ int lcu_num_sms(void) {
     return G.num_sms;
 }
 
-extern "C" void nn_cuda_set_tf32(int on) {
+extern "C" void nn_cuda_set_precision(int prec) {
     lcu_ensure_init();
-    G.tf32 = on != 0;
+    if (prec < NN_PREC_FP32 || prec > NN_PREC_BF16) lola_die("nn_cuda_set_precision: bad value %d", prec);
+    G.prec = prec;
     apply_cublas_math();
 }
+extern "C" int nn_cuda_precision(void) {
+    lcu_ensure_init();
+    return G.prec;
+}
+extern "C" const char *nn_cuda_precision_name(int prec) {
+    return prec >= NN_PREC_FP32 && prec <= NN_PREC_BF16 ? prec_names[prec] : "?";
+}
+extern "C" void nn_cuda_set_gemm_impl(int impl) {
+    lcu_ensure_init();
+    if (impl != NN_GEMM_AUTO && impl != NN_GEMM_CUBLAS && impl != NN_GEMM_LT)
+        lola_die("nn_cuda_set_gemm_impl: bad value %d", impl);
+    G.gemm_impl = impl;
+}
+extern "C" int nn_cuda_gemm_impl(void) {
+    lcu_ensure_init();
+    return G.gemm_impl;
+}
+extern "C" void nn_cuda_set_tf32(int on) { nn_cuda_set_precision(on ? NN_PREC_TF32 : NN_PREC_FP32); }
 extern "C" void nn_cuda_set_deterministic(int on) {
     lcu_ensure_init();
     G.det = on != 0;
@@ -166,7 +214,7 @@ extern "C" void nn_cuda_set_conv_impl(int impl) {
 }
 extern "C" int nn_cuda_tf32(void) {
     lcu_ensure_init();
-    return G.tf32;
+    return G.prec != NN_PREC_FP32;
 }
 extern "C" int nn_cuda_deterministic(void) {
     lcu_ensure_init();
@@ -200,7 +248,7 @@ static std::mutex alloc_mu;
 static std::unordered_map<void *, size_t> *allocs;
 static size_t bytes_in_use = 0, bytes_peak = 0;
 
-static void *device_malloc(size_t bytes, const char *what) {
+void *lcu_device_malloc(size_t bytes, const char *what) {
     lcu_ensure_init();
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 4);
@@ -221,7 +269,7 @@ static void *device_malloc(size_t bytes, const char *what) {
 extern "C" float *nn_alloc(size_t n) {
     if (n > SIZE_MAX / sizeof(float)) lola_die("nn_alloc: %zu floats overflow size_t", n);
     size_t bytes = n * sizeof(float);
-    float *p = (float *)device_malloc(bytes, "a buffer");
+    float *p = (float *)lcu_device_malloc(bytes, "a buffer");
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes ? bytes : 4, G.stream));
     std::lock_guard<std::mutex> lk(alloc_mu);
     if (!allocs) allocs = new std::unordered_map<void *, size_t>();
@@ -239,6 +287,7 @@ extern "C" void nn_free(float *p) {
             lola_die("nn_free: %p was not returned by nn_alloc (or was freed twice)", (void *)p);
         auto it = allocs->find(p);
         bytes_in_use -= it->second;
+        lcu_note_free(p, it->second); // bf16 weight cache (precision.cu)
         allocs->erase(it);
     }
     CUDA_CHECK(cudaFree(p));
@@ -250,6 +299,7 @@ extern "C" size_t nn_bytes_peak(void) { return bytes_peak; }
 extern "C" void nn_zero(float *x, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(x, n);
     CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), G.stream));
 }
 
@@ -257,6 +307,7 @@ extern "C" void nn_zero(float *x, size_t n) {
 extern "C" void nn_copy(float *dst, const float *src, size_t n) {
     if (dst == src || !n) return;
     lcu_ensure_init();
+    lcu_note_write(dst, n);
     size_t bytes = n * sizeof(float);
     if (dst < src + n && src < dst + n) {
         float *tmp = (float *)lcu_scratch(LCU_SCR_COPY, bytes);
@@ -270,6 +321,7 @@ extern "C" void nn_copy(float *dst, const float *src, size_t n) {
 extern "C" void nn_to_backend(float *dst, const float *host_src, size_t n) {
     if (!n) return;
     lcu_ensure_init();
+    lcu_note_write(dst, n);
     CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, G.stream));
     CUDA_CHECK(cudaStreamSynchronize(G.stream));
 }
@@ -301,7 +353,7 @@ void *lcu_scratch(int slot, size_t bytes) {
         if (scratch_ptr[slot]) CUDA_CHECK(cudaFree(scratch_ptr[slot])); // synchronises the device
         size_t cap = bytes + bytes / 8;
         cap = (cap + 255) & ~(size_t)255;
-        scratch_ptr[slot] = device_malloc(cap, "an op scratch buffer");
+        scratch_ptr[slot] = lcu_device_malloc(cap, "an op scratch buffer");
         scratch_cap[slot] = cap;
         if (slot == LCU_SCR_ONES) ones_len = 0;
     }
@@ -311,7 +363,7 @@ void *lcu_scratch(int slot, size_t bytes) {
 extern "C" size_t nn_cuda_scratch_bytes(void) {
     size_t s = 0;
     for (int i = 0; i < LCU_SCR_N; i++) s += scratch_cap[i];
-    return s;
+    return s + lcu_bf16_cache_bytes();
 }
 
 __global__ void fill_kernel_ones(float *x, size_t n) {

@@ -2,8 +2,24 @@
 // Plain C, so C programs (tests, tools, the main program) can include it when BACKEND=cuda.
 // Every knob also has an environment variable read once by nn_init(); the setters override it.
 //
-//   LOLA_TF32=1           allow TF32 tensor cores in cuBLAS GEMMs and cuDNN convolutions
-//                         (default 0: exact fp32, for parity with the CPU backend)
+//   LOLA_PRECISION=fp32|tf32|bf16  math of the GEMMs and convolutions (default fp32):
+//                         fp32  exact fp32 (CUDA-core SGEMM, cuDNN FMA math): parity with the CPU
+//                               backend, bit for bit the path of the first CUDA version;
+//                         tf32  TF32 tensor cores for every fp32 GEMM/convolution (10-bit mantissa
+//                               inputs, fp32 accumulation); linear_* through cuBLASLt epilogues;
+//                         bf16  autocast semantics (torch.autocast(dtype=bfloat16)): the fp32
+//                               operands of each linear, attention GEMM and convolution are cast
+//                               to bf16 (round to nearest even), multiplied on tensor cores with
+//                               fp32 accumulation, and the result is returned as fp32. Storage
+//                               stays fp32 everywhere (parameters, activations, gradients); the
+//                               fp32 math that remains (fallbacks) may use TF32.
+//   LOLA_TF32=1           alias of LOLA_PRECISION=tf32 (LOLA_PRECISION wins when both are set;
+//                         LOLA_TF32=1 with LOLA_PRECISION=fp32 is an error)
+//   LOLA_GEMM=auto|cublas|lt  engine of linear_forward/backward (default auto: cuBLAS SGEMM in
+//                         fp32, cuBLASLt with bias / bias-gradient epilogues in tf32 and bf16;
+//                         any cuBLASLt failure falls back to cuBLAS for that shape, one warning)
+//   LOLA_BF16_CACHE=0     do not keep bf16 copies of parameters between calls (default 1; see
+//                         nn_cuda_params_changed below)
 //   LOLA_DETERMINISTIC=1  only deterministic cuDNN convolution algorithms (default 0; every other
 //                         op of this backend is deterministic anyway: fixed-order reductions, no
 //                         atomics on floats)
@@ -22,7 +38,32 @@ extern "C" {
 #endif
 
 enum { NN_CONV_CUDNN = 0, NN_CONV_IM2COL = 1 };
+enum { NN_PREC_FP32 = 0, NN_PREC_TF32 = 1, NN_PREC_BF16 = 2 };
+enum { NN_GEMM_AUTO = 0, NN_GEMM_CUBLAS = 1, NN_GEMM_LT = 2 };
 
+// Precision (NN_PREC_*), takes effect for the next GEMM / convolution call.
+void nn_cuda_set_precision(int prec);
+int nn_cuda_precision(void);
+const char *nn_cuda_precision_name(int prec); // "fp32", "tf32", "bf16"
+// Engine of linear_* (NN_GEMM_*). NN_GEMM_LT in fp32 mode runs cuBLASLt with exact fp32 compute
+// (tests use it to check the cuBLASLt layouts and epilogues at fp32 tolerance).
+void nn_cuda_set_gemm_impl(int impl);
+int nn_cuda_gemm_impl(void);
+// GEMM / convolution calls in tf32 or bf16 mode that took a fallback path: cuBLASLt -> cuBLAS
+// (same precision), or a cuDNN bf16 convolution -> the fp32 convolution path (TF32 allowed).
+long nn_cuda_precision_fallback_calls(void);
+// bf16 weight cache. In bf16 mode the bf16 copy of a weight (linear w, conv w) is kept and reused
+// while it is known to be current: only weights inside a range passed to adamw_update (the
+// parameters) are cached, and every write into such a range through nn_to_backend, nn_copy,
+// nn_zero, nn_fill, nn_scale, nn_axpy, nn_add, nn_randn, nn_rows_axpby, nn_where or adamw_update
+// (and nn_free of it) invalidates every cached copy. Code that writes parameters any other way
+// (NCCL broadcast, cudaMemcpy from outside the backend) must call nn_cuda_params_changed().
+void nn_cuda_params_changed(void);
+// Weight casts served from the cache (hits) and done (misses, cached or not).
+void nn_cuda_bf16_cache_stats(long *hits, long *misses);
+
+// TF32: nn_cuda_set_tf32(1) = nn_cuda_set_precision(NN_PREC_TF32), (0) = NN_PREC_FP32.
+// nn_cuda_tf32() is 1 when fp32 GEMMs/convolutions may use TF32 (tf32 and bf16 modes).
 void nn_cuda_set_tf32(int on);          // takes effect for the next GEMM / new conv plans
 void nn_cuda_set_deterministic(int on); // cuDNN algorithm choice for new conv plans
 void nn_cuda_set_conv_impl(int impl);   // NN_CONV_CUDNN or NN_CONV_IM2COL

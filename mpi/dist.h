@@ -68,6 +68,22 @@ void dist_allgather_int64(int64_t v, int64_t *out);
 // (MPI_Gatherv counts are int) or when counts[root] != bytes on root.
 void dist_gatherv(const void *send, size_t bytes, void *recv, const size_t *counts, int root);
 
+// Nonblocking in-place sum (gradient buckets, src/gradsync.c). dist_iallreduce_sum_float starts
+// the sum over ranks of n floats in buf and returns a handle; buf must be neither read nor written
+// until dist_wait returns. Every rank must start the same requests in the same order (MPI rules:
+// blocking collectives may be issued in between, in the same order everywhere). Returns NULL when
+// there is nothing to communicate (1 rank, or a build without MPI), which dist_test / dist_wait
+// accept. More than 2^30 elements are split into several MPI requests behind one handle.
+typedef struct DistRequest DistRequest;
+DistRequest *dist_iallreduce_sum_float(float *buf, size_t n);
+// 1 when the request has completed (also drives MPI's progress engine: Open MPI moves
+// nonblocking collectives forward only inside MPI calls). Does not free the handle.
+int dist_test(DistRequest *r);
+// Waits for completion and frees the handle. timeout_s > 0: polls (MPI_Testall, short sleeps)
+// and returns -1 without freeing when the request is still incomplete after timeout_s seconds
+// (the caller reports it and ends the job); timeout_s <= 0 waits without limit. Returns 0 when done.
+int dist_wait(DistRequest *r, double timeout_s);
+
 // Number of tasks the launcher says it started (environment variables above), 1 if none.
 // `what` (may be NULL) receives the name of the variable that decided it.
 int dist_launcher_size(const char **what);

@@ -39,6 +39,8 @@
 const char *buildinfo_backend(void) {
 #ifdef LOLA_BACKEND_CUDA
     return "cuda";
+#elif defined(LOLA_BACKEND_FENCED)
+    return "fenced";
 #else
     return "cpu";
 #endif
@@ -123,6 +125,10 @@ static void print_cuda(FILE *fp) {
 void buildinfo_print(FILE *fp) {
 #ifdef LOLA_BACKEND_CUDA
     fprintf(fp, ROW "cuda (%s)\n", "backend", LOLA_CUDA_ARCH);
+#elif defined(LOLA_BACKEND_FENCED)
+    // make fenced (tests/fenced/): the CPU ops behind a memory fence, CUDA-build host code
+    fprintf(fp, ROW "fenced (CPU ops; backend memory PROT_NONE outside ops, host code of the CUDA build)\n",
+            "backend");
 #else
     fprintf(fp, ROW "cpu\n", "backend");
 #endif

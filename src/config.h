@@ -298,6 +298,12 @@ typedef struct {
     int n_stages;
 } CfgRun;
 
+// `dist`: gradient averaging over ranks (src/gradsync.h); not a LoLa setting.
+typedef struct {
+    int bucket_size;        // elements per gradient all-reduce bucket
+    double timeout;         // seconds a collective may take before the job ends
+} CfgDist;
+
 typedef struct {
     CfgDataset dataset;
     CfgAe ae;
@@ -310,6 +316,7 @@ typedef struct {
     CfgStats stats;
     CfgEval eval;
     CfgRun run;
+    CfgDist dist;
 } Config;
 
 // ---------------------------------------------------------------------------------------------

@@ -239,6 +239,18 @@ static const CfgRow run_rows[] = {
 };
 #undef S
 
+// ---- dist (src/gradsync.h; not a LoLa setting) ----------------------------------------------------
+#define S CfgDist
+static const CfgRow dist_rows[] = {
+    R_INT(S, "bucket_size", bucket_size, "16777216", 1, 1073741824,
+          "gradient all-reduce bucket in ELEMENTS (fp32): buckets start averaging during the backward as soon "
+          "as their gradients are final (NCCL on GPUs, MPI on CPUs); default 2^24 = 64 MiB"),
+    R_FLOAT(S, "timeout", timeout, "600", 0, 1e6, OPEN_LO,
+            "seconds a gradient collective (and the NCCL start-up) may take before the whole job ends with a "
+            "message naming the bucket"),
+};
+#undef S
+
 #define SECTION(name, help, rows, member, defaults) \
     {name, help, rows, (int)(sizeof(rows) / sizeof(rows[0])), offsetof(Config, member), defaults}
 
@@ -259,5 +271,6 @@ const CfgSection cfg_sections[] = {
     SECTION("stats", "normalisation statistics (lola stats)", stats_rows, stats, NULL),
     SECTION("eval", "ensemble rollouts and metrics (lola eval)", eval_rows, eval, NULL),
     SECTION("run", "run directory and pipeline", run_rows, run, NULL),
+    SECTION("dist", "gradient averaging over ranks (train-ae, train-dm, train-ns)", dist_rows, dist, NULL),
 };
 const int cfg_nsections = (int)(sizeof(cfg_sections) / sizeof(cfg_sections[0]));

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gradsync.h"
 #include "nn.h"
 #include "rng.h"
 
@@ -677,6 +678,19 @@ static void stage_backward(Dcae *m, int i, float *dx, const float *dout) {
     }
 }
 
+// Gradient-sync hook (gradsync.h): stage i's parameter rows are written only by stage i's
+// backward, which dcae_backward runs once, from the last stage to the first; so right after it
+// they are final. Rows are announced one by one (a stage's rows are adjacent in the table, the
+// announced ranges merge).
+static void announce_stage_final(const Dcae *m, const DcaeStage *s) {
+    const int rows[8] = {s->w, s->b, s->w2, s->b2, s->qkv_w, s->qkv_b, s->proj_w, s->proj_b};
+    for (int r = 0; r < 8; r++) {
+        if (rows[r] < 0) continue;
+        const ParamSpec *p = &m->table.rows[rows[r]];
+        gradsync_ready(m->grads, p->offset, p->offset + p->numel);
+    }
+}
+
 void dcae_backward(Dcae *m, const float *dy, const float *dz, float *dx) {
     if (!m->have_forward) lola_die("dcae_backward: no stored dcae_forward (encode/decode do not keep one)");
     DcaeBufs *bf = m->bufs;
@@ -689,6 +703,7 @@ void dcae_backward(Dcae *m, const float *dy, const float *dz, float *dx) {
     for (int i = m->n_stages - 1; i >= 0; i--) {
         float *dst = i == 0 ? dx : ping[p];
         stage_backward(m, i, dst, dout);
+        announce_stage_final(m, &m->stages[i]);
         if (i == 0) break;
         if (i == m->n_enc && dz) nn_axpy(dst, 1.0f, dz, nz); // extra gradient on the latent
         dout = dst;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gradsync.h"
 #include "nn.h"
 
 #define EMB_OMEGA 1e3f
@@ -367,6 +368,9 @@ void emu_dm_backward(Emulator *m, float grad_scale) {
     mse_loss(a->dout, a->out, a->tgt, Bn, grad_scale);
     vit_backward(&m->vit, m->params, m->grads, M > 0 ? a->dmod : NULL, NULL, a->dout, B);
     embed_backward(m, a, a->dmod, B);
+    // Gradient-sync hook (gradsync.h): the ViT announced its own rows; the time/label embeddings
+    // (the rows after the ViT) consume dmod of every block and are final only now.
+    gradsync_ready(m->grads, m->vit.first + m->vit.count, m->table.total);
     a->have = 0;
 }
 
@@ -432,6 +436,7 @@ void emu_ns_backward(Emulator *m, float grad_scale) {
     mse_loss(a->dout, a->out, a->tgt, Bn, grad_scale);
     vit_backward(&m->vit, m->params, m->grads, M > 0 ? a->dmod : NULL, NULL, a->dout, B);
     if (m->cfg.label_features > 0) embed_backward(m, a, a->dmod, B);
+    gradsync_ready(m->grads, m->vit.first + m->vit.count, m->table.total); // label embedding (as in DM)
     a->have = 0;
 }
 

@@ -17,6 +17,7 @@
 #include "common.h"
 #include "config.h"
 #include "dist.h"
+#include "nn.h"
 
 typedef struct {
     const char *name;
@@ -31,12 +32,12 @@ static const Command commands[] = {
     {"info", cmd_info, "build features, the resolved configuration and model sizes", NULL, NULL, 0},
     {"stats", cmd_stats, "per-channel mean/std of the training data after transforms (LoLa get_stats)",
      "dataset stats run", NULL, 1},
-    {"train-ae", cmd_train_ae, "train the autoencoder", "dataset ae ae_optim ae_train run", "ae", 1},
+    {"train-ae", cmd_train_ae, "train the autoencoder", "dataset ae ae_optim ae_train run dist", "ae", 1},
     {"cache", cmd_cache, "encode train/valid trajectories into the latent cache", "dataset ae ae_train cache run", NULL,
      1},
-    {"train-dm", cmd_train_dm, "train the latent diffusion model", "dataset denoiser dm_optim dm_train trajectory run",
+    {"train-dm", cmd_train_dm, "train the latent diffusion model", "dataset denoiser dm_optim dm_train trajectory run dist",
      "dm", 1},
-    {"train-ns", cmd_train_ns, "train the latent neural solver", "dataset surrogate ns_optim ns_train trajectory run",
+    {"train-ns", cmd_train_ns, "train the latent neural solver", "dataset surrogate ns_optim ns_train trajectory run dist",
      "ns", 1},
     {"eval", cmd_eval, "ensemble rollouts on the test split, metrics and figures",
      "dataset ae denoiser surrogate trajectory eval run", NULL, 1},
@@ -180,6 +181,10 @@ static int is_weights_option(const char *cmd, const char *a) {
 
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
+    // One GPU per rank: the CUDA backend takes node-local rank mod visible devices, and must know
+    // the rank before its first call (NCCL needs distinct GPUs). One process keeps the backend's
+    // lazy start (device 0), so `lola --help` needs no GPU.
+    if (dist_size() > 1) nn_init(dist_local_rank());
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         if (argc >= 3 && !strcmp(argv[1], "help") && find_command(argv[2])) {
             if (is_root()) print_command_help(find_command(argv[2]), stdout);

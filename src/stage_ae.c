@@ -241,7 +241,8 @@ void train_config_from(const Config *cfg, const CfgTrain *tr, const CfgOptim *o,
     out->checkpoint_every = tr->checkpoint_every;
     const char *stop = getenv("LOLA_STOP_AFTER_STEPS");
     if (stop) out->stop_after_steps = atoll(stop);
-    (void)cfg;
+    out->grad_bucket = (size_t)cfg->dist.bucket_size;
+    out->grad_timeout = cfg->dist.timeout;
 }
 
 int stage_train_ae(const Config *cfg) {

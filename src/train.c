@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "dist.h"
+#include "gradsync.h"
 #include "metrics_log.h"
 #include "nn.h"
 
@@ -30,22 +31,6 @@ void train_install_signal_handlers(void) {
 }
 
 int train_stop_requested(void) { return stop_flag != 0; }
-
-// Mean over ranks of a backend buffer, in place. CPU builds reduce the host buffer directly;
-// other backends stage through the host until their own collective (NCCL) is wired in.
-static void allreduce_mean(float *buf, size_t n, float *host_stage) {
-    int R = dist_size();
-    if (R == 1) return;
-#ifdef LOLA_BACKEND_CUDA
-    nn_to_host(host_stage, buf, n);
-    dist_allreduce_sum_float(host_stage, n);
-    nn_to_backend(buf, host_stage, n);
-#else
-    (void)host_stage;
-    dist_allreduce_sum_float(buf, n);
-#endif
-    nn_scale(buf, 1.0f / (float)R, n);
-}
 
 static double mean_over_ranks(double v) {
     dist_allreduce_sum_double(&v, 1);
@@ -121,7 +106,8 @@ int train_run(TrainTask *task, const TrainConfig *cfg, TrainResult *result) {
     Optim opt;
     optim_init_table(&opt, &cfg->optim, task->table);
     float *h_params = LOLA_NEW(float, n), *h_m = LOLA_NEW(float, n), *h_v = LOLA_NEW(float, n);
-    float *h_stage = h_params; // staging for non-CPU all-reduce (reuses the params host buffer)
+    // Gradient mean over ranks, bucketed and overlapped with the last micro-batch's backward.
+    GradSync *gsync = gradsync_create(task->grads, n, cfg->grad_bucket, cfg->grad_timeout);
 
     // Resume.
     int64_t step = 0, samples = 0;
@@ -184,10 +170,11 @@ int train_run(TrainTask *task, const TrainConfig *cfg, TrainResult *result) {
                     int64_t next = start + (int64_t)local_micro * R;
                     task->prefetch(task->ctx, next, local_micro, 0);
                 }
+                if (a == cfg->accumulation - 1) gradsync_arm(gsync); // only the last backward's grads are final
                 loss += task->train_batch(task->ctx, start, local_micro, step, 1.0f / (float)cfg->accumulation);
             }
+            gradsync_finish(gsync);
             loss = mean_over_ranks(loss / cfg->accumulation);
-            allreduce_mean(task->grads, n, h_stage);
             double norm = 0.0;
             int took = optim_step(&opt, task->params, task->grads, lr, &norm);
             if (!took) {
@@ -263,6 +250,7 @@ int train_run(TrainTask *task, const TrainConfig *cfg, TrainResult *result) {
     res.stopped_by_signal = stopped;
     if (result) *result = res;
     metrics_log_close(&mlog);
+    gradsync_destroy(gsync);
     free(h_params);
     free(h_m);
     free(h_v);

@@ -2,6 +2,9 @@
 //
 // The loop owns epochs, steps, gradient accumulation, the all-reduce over ranks, clipping, the
 // optimizer, validation, logging, checkpoints and resume; a TrainTask owns the model and data.
+// Gradient averaging (gradsync.h): the loop arms it before the last micro-batch of a step, the
+// models' backward passes start bucket averages as their gradients become final, and the loop
+// finishes it before the optimizer.
 //
 // Sample stream. Training consumes a stream of global sample *positions* 0, 1, 2, ...; epoch e
 // covers positions [e*epoch_size, (e+1)*epoch_size) and optimizer step k covers batch_size
@@ -60,6 +63,8 @@ typedef struct {
     int log_every;           // progress line every N steps (0: once per epoch)
     int checkpoint_every;    // epochs between state.h5 saves (the last epoch and a stop always save)
     int64_t stop_after_steps;// testing aid: save and stop after this many steps in this run (0 = off)
+    size_t grad_bucket;      // gradient all-reduce bucket in elements (0 = default; gradsync.h)
+    double grad_timeout;     // seconds a gradient all-reduce may take before the job ends (0 = default)
 } TrainConfig;
 
 typedef struct {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gradsync.h"
 #include "nn.h"
 
 #define VIT_LN_EPS 1e-5f
@@ -123,6 +124,7 @@ void vit_build(ViT *v, const ViTConfig *c, ParamTable *t, const char *prefix) {
     v->blk = LOLA_NEW(ViTBlockParams, c->hid_blocks > 0 ? c->hid_blocks : 1);
     for (int l = 0; l < c->hid_blocks; l++) {
         ViTBlockParams *p = &v->blk[l];
+        p->first = t->total;
         char n[PARAM_NAME_MAX];
 #define BNAME(s) (snprintf(n, sizeof n, "blocks.%d.%s", l, s), n)
         // The block's own parameters come first in state_dict order, in registration order
@@ -137,6 +139,7 @@ void vit_build(ViT *v, const ViTConfig *c, ParamTable *t, const char *prefix) {
         add_linear(t, prefix, BNAME("msa.y_proj"), D, D, 1, 1.0f, &p->y_w, &p->y_b);
         add_linear(t, prefix, BNAME("ffn.0"), D, F, 1, 1.0f, &p->f0_w, &p->f0_b);
         add_linear(t, prefix, BNAME("ffn.3"), F, D, 1, 1.0f, &p->f3_w, &p->f3_b);
+        p->end = t->total;
 #undef BNAME
     }
     v->count = t->total - v->first;
@@ -439,6 +442,10 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
     const float *xl = a->xs + (size_t)c->hid_blocks * BND;
     float *g0 = a->g0, *g1 = a->g1; // g0: d(block output), g1: d(block input)
     linear_backward(g0, G + v->out_w, G + v->out_b, a->dtok_out, xl, P + v->out_w, BN, D, Co);
+    // Gradient-sync hooks (gradsync.h): each row group below is written by exactly one call of this
+    // backward, so it is final right after that call: out_proj here, block l at the end of its
+    // iteration, the positional embedding and in_proj at the end.
+    gradsync_ready(grads, v->out_w, v->out_b + (size_t)Co);
     nn_zero(a->ds, BND);
     if (dmod && M > 0) nn_zero(dmod, (size_t)B * M);
 
@@ -497,6 +504,7 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         } else {
             for (int b = 0; b < B; b++) nn_axpy(G + w->ada, 1.0f, dada + (size_t)b * 4 * D, (size_t)4 * D);
         }
+        gradsync_ready(grads, w->first, w->end);
         float *t = g0;
         g0 = g1;
         g1 = t;
@@ -507,7 +515,9 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
     nn_zero(a->dpe, ND);
     for (int b = 0; b < B; b++) nn_axpy(a->dpe, 1.0f, g0 + b * ND, ND);
     linear_backward(NULL, G + v->pe_w, G + v->pe_b, a->dpe, a->coo_enc, P + v->pe_w, N, S * D, D);
+    gradsync_ready(grads, v->pe_w, v->pe_b + (size_t)D);
     linear_backward(dx ? a->dtok : NULL, G + v->in_w, G + v->in_b, a->ds, a->tok, P + v->in_w, BN, Ct, D);
+    gradsync_ready(grads, v->in_w, v->in_b + (size_t)D);
     if (dx) {
         int Ci = c->in_channels;
         transpose_bcn(a->dcat, a->dtok, B, N, Ct); // (B, N, Ct) -> (B, Ct, N)

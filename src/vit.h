@@ -68,6 +68,7 @@ typedef struct {
     size_t ada;                            // (4, D) learned modulation (M = 0)
     size_t qkv_w, y_w, y_b;                // (3D, D), (D, D), (D)
     size_t f0_w, f0_b, f3_w, f3_b;         // (4D, D), (4D), (D, 4D), (D)
+    size_t first, end;                     // [first, end): all of the block's rows (adjacent)
 } ViTBlockParams;
 
 typedef struct ViTArena ViTArena; // activations (vit.c, "Activation plan")

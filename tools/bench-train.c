@@ -31,18 +31,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "bench.h"
 #include "common.h"
 #include "dcae.h"
 #include "denoiser.h"
-#include "diffusion.h"
 #include "nn.h"
 #include "optim.h"
-#include "rng.h"
 
 typedef struct {
     const char *workload;
@@ -144,39 +142,15 @@ static void parse(Opts *o, int argc, char **argv) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One training step behind a common interface.
+// The model of the workload, built from the options; the step itself is train_bench_step (bench.h).
 
-typedef struct {
-    const Opts *o;
-    int ae;
-    Dcae dcae;
-    Emulator emu;
-    float *params, *grads;
-    size_t nparams;
-    Optim opt;
-    // data (backend)
-    float *x, *mask, *label, *dy;
-    double *sigma; // host, per sample
-    Schedule sched;
-    Rng rng;
-    int64_t step;
-    double flops_per_sample; // training FLOPs (3 x forward)
-    double last_loss;
-} Bench;
-
-static float *backend_randn(size_t n, uint64_t seed) {
-    float *d = nn_alloc(n);
-    nn_randn(d, n, seed);
-    return d;
-}
-
-static void bench_setup(Bench *b, const Opts *o) {
-    memset(b, 0, sizeof *b);
-    b->o = o;
-    b->ae = !strcmp(o->workload, "ae");
-    b->rng = rng_seed(o->seed);
-    int B = o->batch;
-    if (b->ae) {
+static void bench_setup(TrainBench *b, const Opts *o) {
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_ADAMW;
+    oc.lr = 1e-4f, oc.beta1 = 0.9f, oc.beta2 = 0.999f, oc.eps = 1e-8f, oc.weight_decay = 0.0f;
+    oc.grad_clip = 1.0f;
+    if (!strcmp(o->workload, "ae")) {
         DcaeConfig c;
         memset(&c, 0, sizeof c);
         c.pix_channels = o->pix;
@@ -192,14 +166,7 @@ static void bench_setup(Bench *b, const Opts *o) {
         c.norm_eps = 1e-5f;
         c.latent_noise = 0.01f;
         dcae_config_check(&c);
-        dcae_create(&b->dcae, &c);
-        dcae_init_params(&b->dcae, o->seed);
-        dcae_reserve(&b->dcae, B, o->size, o->size);
-        b->params = b->dcae.params, b->grads = b->dcae.grads, b->nparams = b->dcae.table.total;
-        size_t n = (size_t)B * o->pix * o->size * o->size;
-        b->x = backend_randn(n, o->seed ^ 0x1111);
-        b->dy = nn_alloc(n);
-        b->flops_per_sample = 3.0 * (dcae_encoder_flops(&c, o->size, o->size) + dcae_decoder_flops(&c, o->size, o->size));
+        train_bench_ae(b, &c, o->batch, o->size, o->size, &oc, o->seed);
     } else {
         EmuKind kind = !strcmp(o->workload, "dm") ? EMU_DM : EMU_NS;
         int win[3] = {o->L, o->h, o->w};
@@ -211,103 +178,40 @@ static void bench_setup(Bench *b, const Opts *o) {
         c.vit.heads = o->vit_heads;
         c.vit.mod_features = (kind == EMU_DM || o->label > 0) ? o->emb : 0;
         c.vit.dropout = o->dropout;
-        emu_create(&b->emu, &c);
-        emu_init_params(&b->emu, o->seed);
-        emu_reserve(&b->emu, B, 1);
-        b->params = b->emu.params, b->grads = b->emu.grads, b->nparams = b->emu.table.total;
-        b->sched = c.schedule;
-        size_t S = (size_t)o->h * o->w, n = (size_t)B * o->chan * o->L * S;
-        b->x = backend_randn(n, o->seed ^ 0x2222);
-        if (o->label > 0) b->label = backend_randn((size_t)B * o->label, o->seed ^ 0x3333);
-        float *frames = LOLA_NEW(float, (size_t)B * o->L), *full = LOLA_NEW(float, n);
-        for (int i = 0; i < B; i++) context_mask_sample(frames + (size_t)i * o->L, o->L, 1.0, 0.66, 1, &b->rng, NULL);
-        context_mask_expand(full, frames, B, o->chan, o->L, S);
-        b->mask = nn_alloc(n);
-        nn_to_backend(b->mask, full, n);
-        free(frames), free(full);
-        b->sigma = LOLA_NEW(double, B);
-        b->flops_per_sample = 3.0 * emu_forward_flops(&c);
+        train_bench_emu(b, &c, o->batch, 1.0, 0.66, 1, &oc, o->seed);
     }
-    OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = OPTIM_ADAMW;
-    oc.lr = 1e-4f, oc.beta1 = 0.9f, oc.beta2 = 0.999f, oc.eps = 1e-8f, oc.weight_decay = 0.0f;
-    oc.grad_clip = 1.0f;
-    optim_init(&b->opt, &oc, b->nparams);
-}
-
-static void bench_step(Bench *b) {
-    const Opts *o = b->o;
-    int B = o->batch;
-    uint64_t dseed = rng_hash(o->seed ^ 0xd20900ULL, (uint64_t)b->step);
-    nn_zero(b->grads, b->nparams);
-    if (b->ae) {
-        dcae_forward(&b->dcae, b->x, B, o->size, o->size, DCAE_TRAIN, dseed, 0);
-        b->last_loss = vrmse_loss(b->dy, dcae_output(&b->dcae), b->x, B, o->pix, o->size * o->size, 1e-2f, 1.0f);
-        dcae_backward(&b->dcae, b->dy, NULL, NULL);
-    } else if (b->emu.cfg.kind == EMU_DM) {
-        for (int i = 0; i < B; i++) b->sigma[i] = schedule_sigma(&b->sched, rng_uniform(&b->rng));
-        b->last_loss = emu_dm_loss(&b->emu, b->x, b->mask, b->label, b->sigma, NULL, rng_next(&b->rng), B, 1, dseed, 0);
-        emu_dm_backward(&b->emu, 1.0f);
-    } else {
-        b->last_loss = emu_ns_loss(&b->emu, b->x, b->mask, b->label, B, 1, dseed, 0);
-        emu_ns_backward(&b->emu, 1.0f);
-    }
-    double norm;
-    optim_step(&b->opt, b->params, b->grads, b->opt.cfg.lr, &norm);
-    b->step++;
-}
-
-// Process CPU seconds (all threads).
-static double cpu_time(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-// Median of v[0..n-1] (mean of the two middle values for even n, like Python's statistics.median).
-static double median(const double *v, int n) {
-    double s[64];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
 int main(int argc, char **argv) {
     Opts o;
     parse(&o, argc, argv);
     nn_init(-1);
-    Bench b;
+    TrainBench b;
     bench_setup(&b, &o);
     printf("# bench-train lola: workload %s, backend %s, batch %d, %zu parameters, %.3f GFLOP/sample (train)\n",
            o.workload, nn_backend_name(), o.batch, b.nparams, b.flops_per_sample * 1e-9);
     fflush(stdout);
     double t0 = lola_time();
-    for (int i = 0; i < o.warmup; i++) bench_step(&b);
+    for (int i = 0; i < o.warmup; i++) train_bench_step(&b);
     nn_sync();
     printf("# warm-up %d steps %.2f s, loss %.5f\n", o.warmup, lola_time() - t0, b.last_loss);
     double rate[64], cpu_rate[64];
     for (int r = 0; r < o.rounds; r++) {
         int steps = 0;
-        double start = lola_time(), el = 0, cstart = cpu_time();
+        double start = lola_time(), el = 0, cstart = bench_cpu_time();
         while (steps < 2 || el < o.seconds) {
-            bench_step(&b);
+            train_bench_step(&b);
             nn_sync();
             steps++;
             el = lola_time() - start;
         }
         rate[r] = (double)steps * o.batch / el;
-        cpu_rate[r] = (double)steps * o.batch / (cpu_time() - cstart);
+        cpu_rate[r] = (double)steps * o.batch / (bench_cpu_time() - cstart);
         printf("# round %d: %d steps in %.2f s, %.2f samples/s, %.2f samples per CPU-second, loss %.5f\n", r, steps, el,
                rate[r], cpu_rate[r], b.last_loss);
         fflush(stdout);
     }
-    double med = median(rate, o.rounds);
+    double med = bench_median(rate, o.rounds);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int threads = 1;
@@ -317,9 +221,9 @@ int main(int argc, char **argv) {
     printf("RESULT impl=lola workload=%s batch=%d params=%zu threads=%d samples_per_s=%.3f rounds=", o.workload, o.batch,
            b.nparams, threads, med);
     for (int r = 0; r < o.rounds; r++) printf("%s%.2f", r ? "," : "", rate[r]);
-    printf(" cpu_samples_per_s=%.3f", median(cpu_rate, o.rounds));
+    printf(" cpu_samples_per_s=%.3f", bench_median(cpu_rate, o.rounds));
     printf(" gflops=%.2f peak_nn_mib=%.1f maxrss_mib=%.1f flops_per_sample=%.6g\n", med * b.flops_per_sample * 1e-9,
            nn_bytes_peak() / 1048576.0, ru.ru_maxrss / 1024.0, b.flops_per_sample);
-    optim_free(&b.opt);
+    train_bench_free(&b);
     return 0;
 }

@@ -2,13 +2,28 @@
 // test_gpu_ops linked with the CPU backend in place of the CUDA one, so the comparison harness
 // itself (sizes, paired buffers, exactness checks, coverage) is exercised on a machine without a
 // GPU. Every check must pass there, the two sides being the same code.
+// The CPU backend computes in fp32 only: the precision setters are no-ops and nn_cuda_precision()
+// always answers NN_PREC_FP32 (the tests see that the reduced-precision modes are not engaged).
 #include "nn_cuda.h"
 
-static int tf32, det, impl;
-void nn_cuda_set_tf32(int on) { tf32 = on; }
+static int det, impl;
+void nn_cuda_set_precision(int prec) { (void)prec; }
+int nn_cuda_precision(void) { return NN_PREC_FP32; }
+const char *nn_cuda_precision_name(int prec) {
+    return prec == NN_PREC_FP32 ? "fp32" : prec == NN_PREC_TF32 ? "tf32" : prec == NN_PREC_BF16 ? "bf16" : "?";
+}
+void nn_cuda_set_gemm_impl(int i) { (void)i; }
+int nn_cuda_gemm_impl(void) { return NN_GEMM_AUTO; }
+long nn_cuda_precision_fallback_calls(void) { return 0; }
+void nn_cuda_params_changed(void) {}
+void nn_cuda_bf16_cache_stats(long *hits, long *misses) {
+    if (hits) *hits = 0;
+    if (misses) *misses = 0;
+}
+void nn_cuda_set_tf32(int on) { (void)on; }
 void nn_cuda_set_deterministic(int on) { det = on; }
 void nn_cuda_set_conv_impl(int i) { impl = i; }
-int nn_cuda_tf32(void) { return tf32; }
+int nn_cuda_tf32(void) { return 0; }
 int nn_cuda_deterministic(void) { return det; }
 int nn_cuda_conv_impl(void) { return impl; }
 size_t nn_cuda_scratch_bytes(void) { return 0; }

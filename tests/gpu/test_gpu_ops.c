@@ -10,16 +10,19 @@
 // plain fp32 arithmetic (atol 1e-5, rtol 1e-4), looser where long reductions are summed in a
 // different order (noted per check). Each line prints how much of the tolerance was used.
 // Data movement, dropout masks and the RNG must match bit for bit.
+// The reduced-precision modes (tf32, bf16: nn_cuda.h) are checked against a derived rounding-error
+// model instead (see "Reduced precision" below), for linear, attention and conv.
 //
 // Usage: test_gpu_ops [--no-tests] [--big] [--bench] [--bench-quick] [--only s1,s2] [--list]
 //   --big     also check larger, model-sized shapes (a few seconds of CPU reference time)
-//   --bench   time conv / linear / attention / memory-bound ops at the model shapes
+//   --bench   time conv / linear / attention (fp32, tf32, bf16) and memory-bound ops at the model shapes
 //   --only    run only the named test sections (--list prints them); no coverage check then
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common.h"
 #include "cpu_nn.h"
@@ -139,6 +142,130 @@ static int cmp_exact(const char *what, Pair p) {
 #define CA 2e-5
 #define CR 2e-4
 
+static int selfcheck = 0; // make gpu-selfcheck: the CPU backend on both sides (nn_cuda_stub.c)
+static int env_prec = 0;  // the precision nn_init read from LOLA_PRECISION / LOLA_TF32
+
+// ---------------------------------------------------------------------------------------------
+// Reduced precision (LOLA_PRECISION=tf32|bf16): the error model behind the tolerances.
+//
+// Rounding a value v to the mode's format gives v (1 + e), |e| <= eta: bf16 rounds to nearest
+// (even) with 8 significant bits, eta = 2^-8; tf32 has 11 significant bits, eta = 2^-10 allowing
+// for truncation (cuBLAS/cuDNN do not document whether the tensor cores' tf32 conversion rounds or
+// truncates). A sum of products y = sum_k a_k b_k of rounded operands, accumulated in fp32, is
+//     y~ = y + sum_k a_k b_k (e_ak + e_bk) + O(eta^2) + (fp32 accumulation error).
+// The e are independent over k, with E e^2 <= eta^2 / 3 (a rounding error uniform within +-eta|v|;
+// the second moment of a truncation error is below that too), so the rounding term has standard
+// deviation at most
+//     sig = eta sqrt(2/3) sqrt(sum_k a_k^2 b_k^2),
+// per element, computed by the CPU backend running the same op on the squared operands. The
+// relative error of the sum does not grow with K: its sqrt(K) growth is that of sqrt(sum a^2 b^2).
+// The term is a sum of bounded, independent, symmetric (round to nearest) parts, hence
+// sub-Gaussian: P(|err| > 7 sig) <= 2 exp(-49/2) ~ 5e-11 per element, so Z_SIG = 7 fails by
+// chance about once in 10^10 elements, while a wrong operand, layout, stale weight or lost term is
+// far outside it. Truncation (tf32) would add a mean part, at most eta/2 per operand: <= eta |y|,
+// the relative term rt = eta. A result rounded to bf16 once more (the cuDNN bf16 output) adds at
+// most 2^-8 of the rounded value, counted as one more rounded operand in sig. The fp32 tolerance
+// of the exact path (TA, TR) is added for the accumulation order.
+// q = rms over elements of err / sig is the observed error in model units: ~0.7 for bf16 (round
+// to nearest; over mantissas m uniform in [1, 2), the relative rounding error has rms
+// eta / sqrt(3) * sqrt(E 1/m^2) = 0.71 eta / sqrt(3)), ~0 when nothing was rounded. A bf16 check
+// requires 0.2 < q < 1.2 on the GPU ("bf16 engaged"); the self-check has no reduced precision.
+// "Exact" checks feed inputs pre-rounded to the format on the host: then the rounding of the
+// inputs is exact (whatever its mode) and a linear must equal the CPU to fp32 order.
+#define Z_SIG 7.0
+
+static double prec_eta(int prec) {
+    return prec == NN_PREC_BF16 ? 1.0 / 256.0 : prec == NN_PREC_TF32 ? 1.0 / 1024.0 : 0.0;
+}
+
+// v rounded to the precision's format (bf16: 7 stored mantissa bits, tf32: 10), nearest even, as
+// __float2bfloat16_rn does. Finite inputs only.
+static float round_to(float v, int prec) {
+    if (prec != NN_PREC_BF16 && prec != NN_PREC_TF32) return v;
+    int drop = prec == NN_PREC_BF16 ? 16 : 13;
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    uint32_t lsb = (u >> drop) & 1u;
+    u = (u + ((1u << (drop - 1)) - 1u) + lsb) & ~((1u << drop) - 1u);
+    memcpy(&v, &u, 4);
+    return v;
+}
+static void round_pair(Pair p, int prec) {
+    for (size_t i = 0; i < p.n; i++) p.c[i] = round_to(p.c[i], prec);
+    psync(p);
+}
+// Host array of the squares of a.
+static float *squares(const float *a, size_t n) {
+    float *s = LOLA_NEW(float, n);
+    for (size_t i = 0; i < n; i++) s[i] = a[i] * a[i];
+    return s;
+}
+// sig[i] = eta sqrt((c * s2[i] + r[i]^2) / 3) in place of s2 (r may be NULL): c rounded operands
+// per product, r a result rounded once more.
+static void to_sigma(float *s2, size_t n, double eta, double c, const float *r) {
+    for (size_t i = 0; i < n; i++) {
+        double v = c * s2[i] + (r ? (double)r[i] * r[i] : 0.0);
+        s2[i] = (float)(eta * sqrt(v / 3.0));
+    }
+}
+
+// |gpu - ref| <= Z_SIG sig[i] + rt |ref| + ta rms(ref) + tr |ref| (sig may be NULL: 0). Returns
+// q = rms(err / sig) (0 without sig).
+static double cmp_model(const char *what, Pair p, const float *sig, double rt, double ta, double tr) {
+    const float *got = gpu_of(p.g, p.n), *ref = p.c;
+    size_t n = p.n, nf = 0, wi = 0, bad_nf = 0, nq = 0;
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(ref[i])) ss += (double)ref[i] * ref[i], nf++;
+    double rms = nf ? sqrt(ss / nf) : 0.0, worst = 0.0, maxerr = 0.0, qs = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float g = got[i], r = ref[i];
+        if (!isfinite(g) || !isfinite(r)) {
+            if (!(isnan(g) && isnan(r)) && g != r) {
+                if (!bad_nf) wi = i;
+                bad_nf++;
+            }
+            continue;
+        }
+        double e = fabs((double)g - r), a = fabs((double)r);
+        double tol = (sig ? Z_SIG * sig[i] : 0.0) + rt * a + ta * rms + tr * a;
+        double ratio = tol > 0 ? e / tol : (e > 0 ? INFINITY : 0.0);
+        if (ratio > worst) worst = ratio, wi = i;
+        if (e > maxerr) maxerr = e;
+        if (sig && sig[i] > 0) qs += (e / sig[i]) * (e / sig[i]), nq++;
+    }
+    double q = nq ? sqrt(qs / nq) : 0.0;
+    int ok = bad_nf == 0 && worst <= 1.0;
+    if (!ok)
+        printf("  %s: worst element %zu: gpu %.9g cpu %.9g sig %.3g (%zu non-finite mismatches)\n", what, wi, got[wi],
+               ref[wi], sig ? sig[wi] : 0.0, bad_nf);
+    CHECK(ok, "%s  max|err| %.2e, rms(cpu) %.2e, %.1f%% of tolerance (%g sig + %.1e|ref| + %.0e*rms + %.0e|ref|), q %.2f",
+          what, maxerr, rms, 100.0 * worst, sig ? Z_SIG : 0.0, rt, ta, tr, q);
+    return q;
+}
+
+// The rounding must be visible in bf16 mode (q in (0.2, 1.2), see above); tf32: q > 0.05 where
+// the caller knows tensor cores run (min_tf32 = 1). Skipped in the self-check, and for results of
+// fewer than 1000 elements (q of a few correlated elements is too noisy to bound).
+static void check_engaged(const char *what, double q, int prec, int min_tf32, size_t n) {
+    if (selfcheck || prec == NN_PREC_FP32 || (prec == NN_PREC_TF32 && !min_tf32) || n < 1000) {
+        printf("  # %s: q = %.3f (engagement not checked here)\n", what, q);
+        return;
+    }
+    if (prec == NN_PREC_BF16)
+        CHECK(q > 0.2 && q < 1.2, "%s: bf16 rounding seen, q = rms(err/sig) = %.3f in (0.2, 1.2)", what, q);
+    else
+        CHECK(q > 0.05, "%s: tf32 rounding seen, q = rms(err/sig) = %.3f > 0.05", what, q);
+}
+
+// Sets the precision; 1 if it took effect (0 in the self-check, where the switch is a no-op).
+static int use_precision(int prec) {
+    nn_cuda_set_precision(prec);
+    int on = nn_cuda_precision() == prec;
+    if (!selfcheck && !on) CHECK(on, "nn_cuda_set_precision(%s) takes effect", nn_cuda_precision_name(prec));
+    return on;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backend, memory
 
@@ -148,7 +275,7 @@ static void test_memory(void) {
     covered("nn_bytes_in_use"), covered("nn_bytes_peak");
     nn_init(0); // second call: must be harmless
     printf("# backend: %s\n# reference: %s\n", nn_backend_name(), cpu_nn_backend_name());
-    if (!strstr(nn_cuda_device_name(), "self-check")) // (make gpu-selfcheck links the CPU backend twice)
+    if (!selfcheck) // (make gpu-selfcheck links the CPU backend twice)
         CHECK(strncmp(nn_backend_name(), "cuda", 4) == 0, "nn_backend_name starts with 'cuda'");
     size_t n = 100003, before = nn_bytes_in_use();
     float *g = nn_alloc(n), *g2 = nn_alloc(n);
@@ -187,11 +314,18 @@ static void test_memory(void) {
     free(h2);
     size_t fb = 0, tb = 0;
     nn_cuda_mem_info(&fb, &tb);
-    printf("# device %s: %.1f of %.1f GiB free; TF32 %s, deterministic %s, conv %s\n", nn_cuda_device_name(),
-           fb / 1073741824.0, tb / 1073741824.0, nn_cuda_tf32() ? "on" : "off", nn_cuda_deterministic() ? "on" : "off",
+    printf("# device %s: %.1f of %.1f GiB free; precision %s (environment: %s), deterministic %s, conv %s\n",
+           nn_cuda_device_name(), fb / 1073741824.0, tb / 1073741824.0, nn_cuda_precision_name(nn_cuda_precision()),
+           nn_cuda_precision_name(env_prec), nn_cuda_deterministic() ? "on" : "off",
            nn_cuda_conv_impl() == NN_CONV_IM2COL ? "im2col" : "cudnn");
-    const char *env_tf32 = getenv("LOLA_TF32");
-    if (!env_tf32 || !env_tf32[0] || !strcmp(env_tf32, "0")) CHECK(!nn_cuda_tf32(), "TF32 is off by default");
+    // nn_init parsed LOLA_PRECISION / LOLA_TF32 (main kept the result, then set fp32 for the checks)
+    const char *ep = getenv("LOLA_PRECISION"), *et = getenv("LOLA_TF32");
+    int want = et && et[0] && atoi(et) != 0 ? NN_PREC_TF32 : NN_PREC_FP32;
+    if (ep && ep[0]) want = !strcasecmp(ep, "bf16") ? NN_PREC_BF16 : !strcasecmp(ep, "tf32") ? NN_PREC_TF32 : NN_PREC_FP32;
+    if (!selfcheck)
+        CHECK(env_prec == want, "precision from the environment: %s (LOLA_PRECISION=%s, LOLA_TF32=%s)",
+              nn_cuda_precision_name(env_prec), ep ? ep : "", et ? et : "");
+    CHECK(nn_cuda_precision() == NN_PREC_FP32 && !nn_cuda_tf32(), "the checks start in exact fp32 (TF32 off)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,6 +458,78 @@ static void test_conv_one(int B, int Cin, int Cout, int H, int W, int K, int bia
     nn_cuda_set_deterministic(0);
 }
 
+// One convolution in precision `prec` (cuDNN), two ways as test_linear_prec: model (fp32 inputs,
+// sig from conv(x^2, w^2) and the backward ops on squares; in bf16 the output, rounded to bf16 by
+// cuDNN, counts as one more rounded operand: forward conv without bias, dx, the dw increment) and
+// exact (pre-rounded inputs; tf32: fp32 tolerance; bf16: plus the bf16 output rounding, at most
+// 2^-8 of the value). The bias gradient stays fp32 in every mode. Returns 1 when bf16 ran on cuDNN
+// for this shape (no fallback to the fp32 path).
+static int test_conv_prec(int B, int Cin, int Cout, int H, int W, int K, int prec) {
+    covered("conv2d_forward"), covered("conv2d_backward");
+    int on = use_precision(prec);
+    nn_cuda_set_conv_impl(NN_CONV_CUDNN);
+    nn_cuda_set_deterministic(0);
+    long fb0 = nn_cuda_precision_fallback_calls();
+    char tag[160], name[256];
+    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d [%s]", B, Cin, Cout, H, W, K, nn_cuda_precision_name(prec));
+    int bf = prec == NN_PREC_BF16, HW = H * W;
+    double eta = prec_eta(prec), rt = 1.0 / 1024.0; // rt: tf32 truncation mean (also a bf16 -> tf32 fallback)
+    size_t nx = (size_t)B * Cin * HW, ny = (size_t)B * Cout * HW, nw = (size_t)Cout * Cin * K * K;
+    float bound = 1.0f / sqrtf((float)Cin * K * K);
+    Pair x = prand(nx, -1, 1), w = prand(nw, -bound, bound), b = prand(Cout, -bound, bound), y = pnew(ny);
+    Pair go = prand(ny, -1, 1), dx = pnew(nx), dw = prand(nw, -1, 1), db = prand(Cout, -1, 1);
+    float *dw0 = LOLA_NEW(float, nw), *r = LOLA_NEW(float, nx > ny ? (nx > nw ? nx : nw) : (ny > nw ? ny : nw));
+    double q = 0.0;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *kind = pass ? "exact (rounded inputs)" : "model";
+        if (pass) {
+            round_pair(x, prec), round_pair(w, prec), round_pair(go, prec);
+            for (size_t i = 0; i < nw; i++) dw.c[i] = urand(-1, 1);
+            psync(dw);
+        }
+        memcpy(dw0, dw.c, nw * sizeof(float));
+        cpu_conv2d_forward(y.c, x.c, w.c, b.c, B, Cin, Cout, H, W, K);
+        conv2d_forward(y.g, x.g, w.g, b.g, B, Cin, Cout, H, W, K);
+        cpu_conv2d_backward(dx.c, dw.c, db.c, go.c, x.c, w.c, B, Cin, Cout, H, W, K);
+        conv2d_backward(dx.g, dw.g, db.g, go.g, x.g, w.g, B, Cin, Cout, H, W, K);
+        // the values cuDNN rounds to bf16: forward without bias, dx, the dw increment
+        float *sy = LOLA_NEW(float, ny), *sdx = LOLA_NEW(float, nx), *sdw = (float *)calloc(nw, sizeof(float));
+        if (!sdw) lola_die("out of host memory");
+        if (!pass) {
+            float *x2 = squares(x.c, nx), *w2 = squares(w.c, nw), *g2 = squares(go.c, ny);
+            cpu_conv2d_forward(sy, x2, w2, NULL, B, Cin, Cout, H, W, K);
+            cpu_conv2d_backward(sdx, sdw, NULL, g2, x2, w2, B, Cin, Cout, H, W, K);
+            free(x2), free(w2), free(g2);
+        } else {
+            memset(sy, 0, ny * sizeof(float)), memset(sdx, 0, nx * sizeof(float)); // output rounding only
+        }
+        for (size_t i = 0; i < ny; i++) r[i] = bf ? y.c[i] - b.c[(i / HW) % Cout] : 0.0f;
+        to_sigma(sy, ny, eta, 2, r);
+        snprintf(name, sizeof name, "conv2d_forward out %s %s", kind, tag);
+        double qy = cmp_model(name, y, sy, pass ? 0.0 : rt, CA, CR);
+        if (!pass) q = qy;
+        for (size_t i = 0; i < nx; i++) r[i] = bf ? dx.c[i] : 0.0f;
+        to_sigma(sdx, nx, eta, 2, r);
+        snprintf(name, sizeof name, "conv2d_backward dx %s %s", kind, tag);
+        cmp_model(name, dx, sdx, pass ? 0.0 : rt, CA, CR);
+        for (size_t i = 0; i < nw; i++) r[i] = bf ? dw.c[i] - dw0[i] : 0.0f;
+        to_sigma(sdw, nw, eta, 2, r);
+        snprintf(name, sizeof name, "conv2d_backward dw (+=) %s %s", kind, tag);
+        cmp_model(name, dw, sdw, pass ? 0.0 : rt, CA, CR);
+        snprintf(name, sizeof name, "conv2d_backward db (+=, fp32 in every mode) %s %s", kind, tag);
+        cmp(name, db, CA, CR);
+        free(sy), free(sdx), free(sdw);
+    }
+    long fb = nn_cuda_precision_fallback_calls() - fb0;
+    snprintf(name, sizeof name, "conv2d_forward model %s", tag);
+    if (fb) printf("  # %s: %ld calls fell back to the fp32 path: bf16 engagement not checked\n", tag, fb);
+    else check_engaged(name, q, prec, 0, ny);
+    free(dw0), free(r);
+    pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
+    nn_cuda_set_precision(NN_PREC_FP32);
+    return on && bf && fb == 0;
+}
+
 static void test_conv(int big) {
     long fb0 = nn_cuda_conv_fallback_calls();
     int shapes[][7] = {
@@ -344,6 +550,21 @@ static void test_conv(int big) {
     }
     long fb = nn_cuda_conv_fallback_calls() - fb0;
     printf("# conv: %ld calls fell back from cuDNN to im2col%s\n", fb, fb ? " (see the warning above)" : "");
+    // reduced precision: every small shape in tf32 and bf16, and the AE's 64-channel level
+    long pf0 = nn_cuda_precision_fallback_calls();
+    int bf16_ran = 0, bf16_cases = 0;
+    for (int s = 0; s < ns; s++) {
+        int *S = shapes[s];
+        test_conv_prec(S[0], S[1], S[2], S[3], S[4], S[5], NN_PREC_TF32);
+        bf16_ran += test_conv_prec(S[0], S[1], S[2], S[3], S[4], S[5], NN_PREC_BF16), bf16_cases++;
+    }
+    bf16_ran += test_conv_prec(2, 64, 64, big ? 128 : 32, big ? 128 : 32, 3, NN_PREC_BF16), bf16_cases++;
+    if (big) test_conv_prec(1, 256, 256, 32, 32, 3, NN_PREC_TF32);
+    printf("# conv: bf16 ran on cuDNN for %d of %d shapes; %ld calls fell back to the fp32 path\n", bf16_ran,
+           bf16_cases, nn_cuda_precision_fallback_calls() - pf0);
+    if (!selfcheck)
+        CHECK(bf16_ran > 0, "cuDNN ran bf16 convolutions (%d of %d shapes; the rest took the fp32 path)", bf16_ran,
+              bf16_cases);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,6 +647,70 @@ static void test_image_ops(void) {
 // ---------------------------------------------------------------------------------------------
 // Dense / transformer ops
 
+// One linear case in precision `prec` with GEMM engine `impl` (nn_cuda.h), two ways:
+//  model: fp32 inputs; GPU vs the CPU in fp32 within the rounding model (sig from the squared
+//         operands: forward sum_k x^2 w^2, dx sum_n dout^2 w^2, dw sum_m dout^2 x^2, db sum_m
+//         dout^2 with one rounded operand);
+//  exact: inputs pre-rounded to the format on the host, so the GPU's own rounding is exact and
+//         the result must equal the CPU's to fp32 order (TA, TR): layouts, bias epilogue, bias
+//         gradient epilogue and the += of dw, independently of rounding.
+// engaged: check that the rounding is visible (check_engaged). Ends in fp32 / auto.
+static void test_linear_prec(int M, int K, int N, int bias, int prec, int impl, int engaged) {
+    covered("linear_forward"), covered("linear_backward");
+    use_precision(prec);
+    nn_cuda_set_gemm_impl(impl);
+    const char *in = impl == NN_GEMM_LT ? "lt" : impl == NN_GEMM_CUBLAS ? "cublas" : "auto";
+    char tag[96], name[224];
+    snprintf(tag, sizeof tag, "M=%d K=%d N=%d%s [%s %s]", M, K, N, bias ? "" : " nobias", nn_cuda_precision_name(prec),
+             in);
+    double eta = prec_eta(prec), rt = prec == NN_PREC_TF32 ? eta : 0.0;
+    size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+    float bound = 1.0f / sqrtf((float)K);
+    Pair x = prand(nx, -1, 1), w = prand(nw, -bound, bound), b = prand(N, -bound, bound), y = pnew(ny);
+    Pair go = prand(ny, -1, 1), dx = prand(nx, -1, 1), dw = prand(nw, -1, 1), db = prand(N, -1, 1);
+    for (int pass = 0; pass < 2; pass++) { // 0 model, 1 exact
+        const char *kind = pass ? "exact (rounded inputs)" : "model";
+        if (pass) {
+            round_pair(x, prec), round_pair(w, prec), round_pair(go, prec);
+            for (size_t i = 0; i < nw; i++) dw.c[i] = urand(-1, 1);
+            for (int i = 0; i < N; i++) db.c[i] = urand(-1, 1);
+            psync(dw), psync(db);
+        }
+        cpu_linear_forward(y.c, x.c, w.c, bias ? b.c : NULL, M, K, N);
+        linear_forward(y.g, x.g, w.g, bias ? b.g : NULL, M, K, N);
+        cpu_linear_backward(dx.c, dw.c, bias ? db.c : NULL, go.c, x.c, w.c, M, K, N);
+        linear_backward(dx.g, dw.g, bias ? db.g : NULL, go.g, x.g, w.g, M, K, N);
+        float *sy = NULL, *sdx = NULL, *sdw = NULL, *sdb = NULL;
+        if (!pass && eta > 0) {
+            float *x2 = squares(x.c, nx), *w2 = squares(w.c, nw), *g2 = squares(go.c, ny);
+            sy = LOLA_NEW(float, ny), sdx = LOLA_NEW(float, nx);
+            sdw = (float *)calloc(nw, sizeof(float)), sdb = (float *)calloc((size_t)N, sizeof(float));
+            if (!sdw || !sdb) lola_die("out of host memory");
+            cpu_linear_forward(sy, x2, w2, NULL, M, K, N);
+            cpu_linear_backward(sdx, sdw, sdb, g2, x2, w2, M, K, N);
+            to_sigma(sy, ny, eta, 2, NULL), to_sigma(sdx, nx, eta, 2, NULL), to_sigma(sdw, nw, eta, 2, NULL);
+            to_sigma(sdb, (size_t)N, eta, 1, NULL);
+            free(x2), free(w2), free(g2);
+        }
+        snprintf(name, sizeof name, "linear_forward %s %s", kind, tag);
+        double q = cmp_model(name, y, sy, rt, TA, TR);
+        if (!pass && eta > 0) check_engaged(name, q, prec, engaged, ny);
+        snprintf(name, sizeof name, "linear_backward dx %s %s", kind, tag);
+        cmp_model(name, dx, sdx, rt, TA, TR);
+        snprintf(name, sizeof name, "linear_backward dw (+=) %s %s", kind, tag);
+        cmp_model(name, dw, sdw, rt, TA, TR);
+        if (bias) {
+            snprintf(name, sizeof name, "linear_backward db (+=) %s %s", kind, tag);
+            cmp_model(name, db, sdb, rt, TA, TR);
+        }
+        free(sy), free(sdx), free(sdw), free(sdb);
+        if (eta == 0) break; // fp32: the two passes are the same
+    }
+    pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
+    nn_cuda_set_precision(NN_PREC_FP32);
+    nn_cuda_set_gemm_impl(NN_GEMM_AUTO);
+}
+
 static void test_linear(int big) {
     covered("linear_forward"), covered("linear_backward");
     int cases[][4] = {{37, 65, 129, 1}, {256, 512, 384, 1}, {5, 7, 3, 0}, {1280, 256, 768, 0}, {1024, 1024, 1024, 1}};
@@ -457,18 +742,31 @@ static void test_linear(int big) {
         linear_backward(NULL, dw.g, NULL, go.g, x.g, w.g, M, K, N);
         snprintf(name, sizeof name, "linear_backward dw only (dx, db NULL) %s", tag);
         cmp(name, dw, TA, TR);
-        if (k == 1) { // TF32 switch: close to fp32 within TF32's 10-bit mantissa, then back off
+        if (k == 1) { // the TF32 switch, then back off: exact fp32 again
             nn_cuda_set_tf32(1);
             linear_forward(y.g, x.g, w.g, b.g, M, K, N);
-            snprintf(name, sizeof name, "linear_forward with TF32 on (loose: 1e-2*rms + 1e-2) %s", tag);
-            cmp(name, y, 1e-2, 1e-2);
             nn_cuda_set_tf32(0);
             linear_forward(y.g, x.g, w.g, b.g, M, K, N);
-            snprintf(name, sizeof name, "linear_forward after TF32 off again %s", tag);
+            snprintf(name, sizeof name, "linear_forward after TF32 on and off again %s", tag);
             cmp(name, y, TA, TR);
         }
         pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
     }
+    // Reduced precision and the cuBLASLt engine (fp32 + LT: the cuBLASLt layouts and epilogues at
+    // fp32 tolerance; tf32/bf16 through cuBLASLt (auto) and through the cuBLAS fallback).
+    long fb0 = nn_cuda_precision_fallback_calls();
+    for (int k = 0; k < 4; k++) {
+        int M = cases[k][0], K = cases[k][1], N = cases[k][2], bias = cases[k][3];
+        test_linear_prec(M, K, N, bias, NN_PREC_FP32, NN_GEMM_LT, 0);
+        test_linear_prec(M, K, N, bias, NN_PREC_TF32, NN_GEMM_AUTO, k == 3);
+        test_linear_prec(M, K, N, bias, NN_PREC_BF16, NN_GEMM_AUTO, 1);
+        if (k < 2) test_linear_prec(M, K, N, bias, NN_PREC_BF16, NN_GEMM_CUBLAS, 1);
+    }
+    test_linear_prec(256, 512, 384, 1, NN_PREC_TF32, NN_GEMM_CUBLAS, 0);
+    test_linear_prec(37, 65, 129, 1, NN_PREC_BF16, NN_GEMM_LT, 1);
+    if (big) test_linear_prec(1024, 1024, 1024, 1, NN_PREC_BF16, NN_GEMM_AUTO, 1);
+    printf("# linear: %ld GEMM calls fell back from cuBLASLt to cuBLAS%s\n", nn_cuda_precision_fallback_calls() - fb0,
+           nn_cuda_precision_fallback_calls() > fb0 ? " (see the warning above)" : "");
 }
 
 static void test_layernorm(void) {
@@ -600,6 +898,87 @@ static void test_attention_one(int B, int N, int H, int dh, size_t chunk) {
     nn_cuda_set_attention_chunk(0);
 }
 
+// Attention in precision `prec` (tf32, bf16). Inputs (q, k, v and dO) are pre-rounded to the format
+// on the host, for both sides: the operand casts are then exact (the linear and conv checks test
+// the cast itself), and what remains is the rounding of the two *computed* GEMM operands, P (in
+// O = P V and dV = P^T dO) and dS (in dQ = scale dS K, dK = scale dS^T Q). Per element, with the
+// CPU's P (its `save`), dP = dO V^T, Di = rowsum(dO * O), dS = P (dP - Di), the model gives
+//   sig(O[i,d])  = eta/sqrt(3) sqrt(sum_j P_ij^2 V_jd^2),   sig(dV[j,d]) = eta/sqrt(3) sqrt(sum_i P_ij^2 dO_id^2),
+//   sig(dQ[i,d]) = eta/sqrt(3) scale sqrt(sum_j dS_ij^2 K_jd^2),  sig(dK[j,d]) = ... sum_i dS_ij^2 Q_id^2.
+// The backward gets the CPU's O on both sides (the GPU's forward output differs by its own
+// rounding, which would enter Di). fp32 part as the fp32 attention checks (2e-5 rms, 2e-4 |ref|).
+static void test_attention_prec(int B, int N, int H, int dh, size_t chunk, int prec) {
+    covered("attention_save_floats"), covered("attention_forward"), covered("attention_backward");
+    use_precision(prec);
+    nn_cuda_set_attention_chunk(chunk);
+    int D = H * dh, D3 = 3 * D;
+    size_t n = (size_t)B * N * D3, no = (size_t)B * N * D;
+    double eta = prec_eta(prec), rt = prec == NN_PREC_TF32 ? eta : 0.0, c = eta / sqrt(3.0);
+    float scale = 1.0f / sqrtf((float)dh);
+    char tag[128], name[224];
+    snprintf(tag, sizeof tag, "B=%d N=%d H=%d dh=%d%s [%s, rounded inputs]", B, N, H, dh,
+             chunk ? " (one head per chunk)" : "", nn_cuda_precision_name(prec));
+    Pair qkv = prand(n, -2, 2), o = pnew(no), go = prand(no, -1, 1), dq = prand(n, -9, 9);
+    round_pair(qkv, prec), round_pair(go, prec);
+    float *save_c = cpu_nn_alloc(cpu_attention_save_floats(B, N, H)), *save_g = nn_alloc(attention_save_floats(B, N, H));
+    cpu_attention_forward(o.c, save_c, qkv.c, B, N, H, dh);
+    attention_forward(o.g, save_g, qkv.g, B, N, H, dh);
+    float *so = (float *)calloc(no, sizeof(float)), *sq = (float *)calloc(n, sizeof(float));
+    if (!so || !sq) lola_die("out of host memory");
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *P = save_c + ((size_t)b * H + h) * N * N;
+            const float *Q = qkv.c + (size_t)b * N * D3 + (size_t)h * dh, *Kk = Q + D, *V = Q + 2 * D;
+            const float *gO = go.c + (size_t)b * N * D + (size_t)h * dh, *O = o.c + (size_t)b * N * D + (size_t)h * dh;
+            float *sO = so + (size_t)b * N * D + (size_t)h * dh, *sQ = sq + (size_t)b * N * D3 + (size_t)h * dh;
+            float *sK = sQ + D, *sV = sQ + 2 * D;
+            float *dS = LOLA_NEW(float, (size_t)N * N);
+            for (int i = 0; i < N; i++) {
+                double di = 0.0;
+                for (int d = 0; d < dh; d++) di += (double)gO[(size_t)i * D + d] * O[(size_t)i * D + d];
+                for (int j = 0; j < N; j++) {
+                    double dp = 0.0;
+                    for (int d = 0; d < dh; d++) dp += (double)gO[(size_t)i * D + d] * V[(size_t)j * D3 + d];
+                    dS[(size_t)i * N + j] = (float)(P[(size_t)i * N + j] * (dp - di));
+                }
+            }
+            for (int i = 0; i < N; i++)
+                for (int d = 0; d < dh; d++) {
+                    double a = 0.0, e = 0.0, f = 0.0; // O[i,d], dQ[i,d] as query i; dV[i,d], dK[i,d] as key i
+                    double g = 0.0;
+                    for (int j = 0; j < N; j++) {
+                        double p = P[(size_t)i * N + j], pt = P[(size_t)j * N + i];
+                        double s = dS[(size_t)i * N + j], st = dS[(size_t)j * N + i];
+                        a += p * p * V[(size_t)j * D3 + d] * V[(size_t)j * D3 + d];
+                        e += s * s * Kk[(size_t)j * D3 + d] * Kk[(size_t)j * D3 + d];
+                        f += pt * pt * gO[(size_t)j * D + d] * gO[(size_t)j * D + d];
+                        g += st * st * Q[(size_t)j * D3 + d] * Q[(size_t)j * D3 + d];
+                    }
+                    sO[(size_t)i * D + d] = (float)(c * sqrt(a));
+                    sQ[(size_t)i * D3 + d] = (float)(c * scale * sqrt(e));
+                    sV[(size_t)i * D3 + d] = (float)(c * sqrt(f));
+                    sK[(size_t)i * D3 + d] = (float)(c * scale * sqrt(g));
+                }
+            free(dS);
+        }
+    snprintf(name, sizeof name, "attention_forward out %s", tag);
+    double q = cmp_model(name, o, so, rt, TA, TR);
+    check_engaged(name, q, prec, 0, no);
+    psync(o); // the CPU's O on the GPU too
+    cpu_attention_backward(dq.c, go.c, qkv.c, o.c, save_c, B, N, H, dh);
+    attention_backward(dq.g, go.g, qkv.g, o.g, save_g, B, N, H, dh);
+    snprintf(name, sizeof name, "attention_backward dqkv %s", tag);
+    q = cmp_model(name, dq, sq, rt, 2e-5, 2e-4);
+    check_engaged(name, q, prec, 0, n);
+    free(so), free(sq);
+    cpu_nn_free(save_c);
+    nn_free(save_g);
+    pfree(qkv), pfree(o), pfree(go), pfree(dq);
+    nn_cuda_set_attention_chunk(0);
+    nn_cuda_set_precision(NN_PREC_FP32);
+}
+
 static void test_attention(int big) {
     test_attention_one(2, 77, 3, 16, 0);
     test_attention_one(1, 300, 2, 64, 0);
@@ -607,6 +986,12 @@ static void test_attention(int big) {
     test_attention_one(2, 100, 4, 32, 100 * 100); // forces chunks of one head
     test_attention_one(1, 5, 1, 8, 0);
     if (big) test_attention_one(1, 1280, 8, 128, 0);
+    int pc[][4] = {{2, 77, 3, 16}, {1, 300, 2, 64}, {2, 256, 8, 128}, {1, 5, 1, 8}};
+    for (int k = 0; k < 4; k++) {
+        test_attention_prec(pc[k][0], pc[k][1], pc[k][2], pc[k][3], 0, NN_PREC_BF16);
+        test_attention_prec(pc[k][0], pc[k][1], pc[k][2], pc[k][3], 0, NN_PREC_TF32);
+    }
+    test_attention_prec(2, 100, 4, 32, 100 * 100, NN_PREC_BF16); // chunks of one head
 }
 
 static void test_sine(void) {
@@ -724,11 +1109,155 @@ static void test_determinism(void) {
         nn_to_host(rep ? a2 : a1, dq, n);
     }
     CHECK(same_bits(a1, a2, n), "attention forward+backward: two runs bit-identical");
+    use_precision(NN_PREC_BF16);
+    for (int rep = 0; rep < 2; rep++) {
+        attention_forward(o, save, qkv.g, B, N, Hh, dh);
+        attention_backward(dq, gout.g, qkv.g, o, save, B, N, Hh, dh);
+        nn_to_host(rep ? a2 : a1, dq, n);
+    }
+    CHECK(same_bits(a1, a2, n), "attention forward+backward [bf16]: two runs bit-identical");
+    {   // linear through cuBLASLt with both epilogues, bf16 and tf32
+        int M = 640, Kl = 256, Nl = 384;
+        Pair lx = prand((size_t)M * Kl, -1, 1), lw = prand((size_t)Nl * Kl, -0.06f, 0.06f), lb = prand(Nl, -0.1f, 0.1f);
+        Pair lg = prand((size_t)M * Nl, -1, 1);
+        float *ly = nn_alloc((size_t)M * Nl), *ldx = nn_alloc((size_t)M * Kl), *ldw = nn_alloc((size_t)Nl * Kl);
+        float *ldb = nn_alloc(Nl);
+        size_t tot = (size_t)M * Nl + (size_t)M * Kl + (size_t)Nl * Kl + Nl;
+        float *r1 = LOLA_NEW(float, tot), *r2 = LOLA_NEW(float, tot);
+        for (int prec = NN_PREC_TF32; prec <= NN_PREC_BF16; prec++) {
+            use_precision(prec);
+            for (int rep = 0; rep < 2; rep++) {
+                float *r = rep ? r2 : r1;
+                nn_zero(ldw, (size_t)Nl * Kl), nn_zero(ldb, Nl);
+                linear_forward(ly, lx.g, lw.g, lb.g, M, Kl, Nl);
+                linear_backward(ldx, ldw, ldb, lg.g, lx.g, lw.g, M, Kl, Nl);
+                nn_to_host(r, ly, (size_t)M * Nl), r += (size_t)M * Nl;
+                nn_to_host(r, ldx, (size_t)M * Kl), r += (size_t)M * Kl;
+                nn_to_host(r, ldw, (size_t)Nl * Kl), r += (size_t)Nl * Kl;
+                nn_to_host(r, ldb, Nl);
+            }
+            CHECK(same_bits(r1, r2, tot), "linear forward+backward [%s]: two runs bit-identical",
+                  nn_cuda_precision_name(prec));
+        }
+        free(r1), free(r2);
+        nn_free(ly), nn_free(ldx), nn_free(ldw), nn_free(ldb);
+        pfree(lx), pfree(lw), pfree(lb), pfree(lg);
+    }
+    nn_cuda_set_precision(NN_PREC_FP32);
     double s1 = nn_sum_squares(qkv.g, n), s2 = nn_sum_squares(qkv.g, n);
     CHECK(s1 == s2, "nn_sum_squares: two runs bit-identical");
     free(h1), free(h2), free(w1), free(w2), free(a1), free(a2);
     nn_free(dx), nn_free(dw), nn_free(db), nn_free(o), nn_free(save), nn_free(dq);
     pfree(x), pfree(w), pfree(go), pfree(qkv), pfree(gout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16 weight cache (precision.cu): a cached bf16 weight must never outlive a write of its
+// parameters, and a weight outside the parameters is never cached. Each step changes the weights
+// through one writer and checks linear_forward against the CPU with the new values (a stale copy
+// is off by O(1), far outside the bf16 model tolerance), and the cache counters.
+
+static void test_bf16_cache(void) {
+    covered("adamw_update"), covered("linear_forward");
+    int M = 96, K = 80, N = 72;
+    size_t nw = (size_t)N * K, np = nw + N + 7; // parameters: 3 floats, w, b, 4 floats (w misaligned)
+    use_precision(NN_PREC_BF16);
+    Pair par = prand(np, -0.1f, 0.1f), x = prand((size_t)M * K, -1, 1), y = pnew((size_t)M * N);
+    Pair g = pnew(np), m = pnew(np), v = pnew(np), other = prand(nw, -0.1f, 0.1f);
+    size_t ow = 3, ob = 3 + nw;
+    long h0, m0, h1, m1;
+    char name[160];
+    float *x2 = squares(x.c, (size_t)M * K), *sig = LOLA_NEW(float, (size_t)M * N);
+#define CACHE_STEP(label, expect_hit)                                                                                 \
+    do {                                                                                                              \
+        nn_cuda_bf16_cache_stats(&h0, &m0);                                                                           \
+        linear_forward(y.g, x.g, par.g + ow, par.g + ob, M, K, N);                                                    \
+        nn_cuda_bf16_cache_stats(&h1, &m1);                                                                           \
+        cpu_linear_forward(y.c, x.c, par.c + ow, par.c + ob, M, K, N);                                                \
+        float *w2 = squares(par.c + ow, nw);                                                                          \
+        cpu_linear_forward(sig, x2, w2, NULL, M, K, N);                                                               \
+        to_sigma(sig, (size_t)M * N, prec_eta(NN_PREC_BF16), 2, NULL);                                                \
+        free(w2);                                                                                                     \
+        snprintf(name, sizeof name, "bf16 weight cache: linear_forward %s", label);                                  \
+        cmp_model(name, y, sig, 0.0, TA, TR);                                                                         \
+        if (!selfcheck)                                                                                               \
+            CHECK(h1 - h0 == (expect_hit) && m1 - m0 == !(expect_hit), "bf16 weight cache: %s: %s (hits +%ld, "       \
+                  "casts +%ld)", label, (expect_hit) ? "served from the cache" : "cast again", h1 - h0, m1 - m0);    \
+    } while (0)
+    CACHE_STEP("before any adamw_update (not a known parameter)", 0);
+    CACHE_STEP("again (still not cached)", 0);
+    // adamw with zero gradients and no decay leaves p exactly as it is, and registers the range
+    adamw_update(par.g, g.g, m.g, v.g, np, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+    cpu_adamw_update(par.c, g.c, m.c, v.c, np, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+    CACHE_STEP("after adamw registered the parameters (first cast)", 0);
+    CACHE_STEP("unchanged parameters", 1);
+    for (size_t i = 0; i < nw; i++) par.c[ow + i] = urand(-0.1f, 0.1f);
+    nn_to_backend(par.g + ow, par.c + ow, nw);
+    CACHE_STEP("after nn_to_backend of new weights", 0);
+    CACHE_STEP("unchanged again", 1);
+    nn_scale(par.g, -2.0f, np);
+    cpu_nn_scale(par.c, -2.0f, np);
+    CACHE_STEP("after nn_scale", 0);
+    nn_axpy(par.g + ow, 0.5f, other.g, nw);
+    cpu_nn_axpy(par.c + ow, 0.5f, other.c, nw);
+    CACHE_STEP("after nn_axpy", 0);
+    nn_copy(par.g + ow, other.g, nw);
+    memcpy(par.c + ow, other.c, nw * sizeof(float));
+    CACHE_STEP("after nn_copy", 0);
+    nn_fill(par.g + ow + nw / 2, 0.03125f, nw / 4);
+    cpu_nn_fill(par.c + ow + nw / 2, 0.03125f, nw / 4);
+    CACHE_STEP("after nn_fill of a part", 0);
+    nn_zero(par.g + ow + 5, 7);
+    memset(par.c + ow + 5, 0, 7 * sizeof(float));
+    CACHE_STEP("after nn_zero of a few", 0);
+    for (size_t i = 0; i < np; i++) g.c[i] = urand(-1, 1);
+    psync(g);
+    adamw_update(par.g, g.g, m.g, v.g, np, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 2);
+    cpu_adamw_update(par.c, g.c, m.c, v.c, np, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 2);
+    CACHE_STEP("after an adamw step", 0);
+    CACHE_STEP("unchanged after the step", 1);
+    nn_cuda_params_changed();
+    CACHE_STEP("after nn_cuda_params_changed", 0);
+    // a write elsewhere (an activation) keeps the copy
+    nn_fill(y.g, 1.0f, y.n);
+    CACHE_STEP("after a write outside the parameters", 1);
+#undef CACHE_STEP
+    // A weight outside the parameters, rewritten by an op that is not a parameter writer
+    // (the ViT's theta^T scratch, rewritten per block by transpose_bcn): never cached.
+    Pair src = prand(nw, -0.1f, 0.1f), wt = pnew(nw);
+    for (int rep = 0; rep < 2; rep++) {
+        if (rep) {
+            for (size_t i = 0; i < nw; i++) src.c[i] = urand(-0.1f, 0.1f);
+            psync(src);
+        }
+        cpu_transpose_bcn(wt.c, src.c, 1, K, N), transpose_bcn(wt.g, src.g, 1, K, N);
+        cpu_linear_forward(y.c, x.c, wt.c, NULL, M, K, N), linear_forward(y.g, x.g, wt.g, NULL, M, K, N);
+        float *w2 = squares(wt.c, nw);
+        cpu_linear_forward(sig, x2, w2, NULL, M, K, N);
+        to_sigma(sig, (size_t)M * N, prec_eta(NN_PREC_BF16), 2, NULL);
+        free(w2);
+        snprintf(name, sizeof name, "bf16 weight cache: a weight outside the parameters, rewritten by transpose_bcn (%d)",
+                 rep);
+        cmp_model(name, y, sig, 0.0, TA, TR);
+    }
+    // nn_free of the parameters drops their copies; a new buffer at the same address is not cached
+    nn_free(par.g);
+    par.g = nn_alloc(np);
+    psync(par);
+    nn_cuda_bf16_cache_stats(&h0, &m0);
+    linear_forward(y.g, x.g, par.g + ow, par.g + ob, M, K, N);
+    linear_forward(y.g, x.g, par.g + ow, par.g + ob, M, K, N);
+    nn_cuda_bf16_cache_stats(&h1, &m1);
+    cpu_linear_forward(y.c, x.c, par.c + ow, par.c + ob, M, K, N);
+    float *w2 = squares(par.c + ow, nw);
+    cpu_linear_forward(sig, x2, w2, NULL, M, K, N);
+    to_sigma(sig, (size_t)M * N, prec_eta(NN_PREC_BF16), 2, NULL);
+    free(w2);
+    cmp_model("bf16 weight cache: after nn_free + nn_alloc of the parameters", y, sig, 0.0, TA, TR);
+    if (!selfcheck) CHECK(h1 == h0, "bf16 weight cache: a freed parameter range is forgotten (hits +%ld)", h1 - h0);
+    free(x2), free(sig);
+    pfree(par), pfree(x), pfree(y), pfree(g), pfree(m), pfree(v), pfree(other), pfree(src), pfree(wt);
+    nn_cuda_set_precision(NN_PREC_FP32);
 }
 
 static void test_coverage(void) {
@@ -764,22 +1293,28 @@ static float *dev_rand(size_t n, uint64_t seed, float scale) {
     return p;
 }
 
+// Precisions timed side by side (the same shapes in each): fp32, tf32, bf16 (autocast: the casts
+// of the activations are inside the timings, as they are in training).
+static const int bench_prec[3] = {NN_PREC_FP32, NN_PREC_TF32, NN_PREC_BF16};
+
 static void bench_conv(int quick) {
     int shapes[][6] = {
-        // B, Cin, Cout, H, W, K   (AE Euler 512x512, batch 8, levels 0..5)
+        // B, Cin, Cout, H, W, K   (AE Euler 512x512, batch 8, levels 0..5; 128 and 256 channels
+        // at the two finest resolutions)
         {8, 64, 64, 512, 512, 3}, {8, 128, 128, 256, 256, 3}, {8, 256, 256, 128, 128, 3},
         {8, 512, 512, 64, 64, 3}, {8, 768, 768, 32, 32, 3},   {8, 1024, 1024, 16, 16, 3},
-        {8, 1024, 1024, 16, 16, 1}, {8, 5, 64, 512, 512, 3},
+        {8, 1024, 1024, 16, 16, 1}, {8, 5, 64, 512, 512, 3}, {8, 128, 128, 512, 512, 3},
+        {8, 256, 256, 256, 256, 3},
     };
     int ns = quick ? 2 : (int)(sizeof shapes / sizeof shapes[0]);
-    for (int mode = 0; mode < 4; mode++) { // fp32 cudnn, tf32 cudnn, fp32 deterministic, fp32 im2col
-        if (quick && mode >= 2) break;
-        nn_cuda_set_tf32(mode == 1);
-        nn_cuda_set_deterministic(mode == 2);
-        nn_cuda_set_conv_impl(mode == 3 ? NN_CONV_IM2COL : NN_CONV_CUDNN);
-        const char *label = mode == 0 ? "fp32" : mode == 1 ? "tf32" : mode == 2 ? "fp32-det" : "fp32-im2col";
+    for (int mode = 0; mode < 5; mode++) { // fp32, tf32, bf16 (cudnn), fp32 deterministic, fp32 im2col
+        if (quick && (mode == 1 || mode >= 3)) continue;
+        nn_cuda_set_precision(mode < 3 ? bench_prec[mode] : NN_PREC_FP32);
+        nn_cuda_set_deterministic(mode == 3);
+        nn_cuda_set_conv_impl(mode == 4 ? NN_CONV_IM2COL : NN_CONV_CUDNN);
+        const char *label = mode < 3 ? nn_cuda_precision_name(bench_prec[mode]) : mode == 3 ? "fp32-det" : "fp32-im2col";
         for (int s = 0; s < ns; s++) {
-            if (mode >= 2 && s > 1) break; // the big level-0/1 shapes are enough for these modes
+            if (mode >= 3 && s > 1) break; // the big level-0/1 shapes are enough for these modes
             int B = shapes[s][0], Cin = shapes[s][1], Cout = shapes[s][2], H = shapes[s][3], W = shapes[s][4];
             int K = shapes[s][5];
             size_t nx = (size_t)B * Cin * H * W, ny = (size_t)B * Cout * H * W, nw = (size_t)Cout * Cin * K * K;
@@ -797,7 +1332,7 @@ static void bench_conv(int quick) {
             nn_free(x), nn_free(w), nn_free(b), nn_free(y), nn_free(go), nn_free(dx), nn_free(dw), nn_free(db);
         }
     }
-    nn_cuda_set_tf32(0);
+    nn_cuda_set_precision(NN_PREC_FP32);
     nn_cuda_set_deterministic(0);
     nn_cuda_set_conv_impl(NN_CONV_CUDNN);
 }
@@ -808,8 +1343,8 @@ static void bench_linear(int quick) {
         {40960, 1024, 3072}, {40960, 1024, 1024}, {40960, 1024, 4096}, {40960, 4096, 1024},
     };
     int ns = quick ? 1 : 4;
-    for (int mode = 0; mode < 2; mode++) {
-        nn_cuda_set_tf32(mode);
+    for (int mode = 0; mode < 3; mode++) {
+        nn_cuda_set_precision(bench_prec[mode]);
         for (int s = 0; s < ns; s++) {
             int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
             float *x = dev_rand((size_t)M * K, 5, 1.0f), *w = dev_rand((size_t)N * K, 6, 0.03f), *b = dev_rand(N, 7, 0.03f);
@@ -819,19 +1354,20 @@ static void bench_linear(int quick) {
             TIME_IT(5, tf, linear_forward(y, x, w, b, M, K, N));
             TIME_IT(5, tb, linear_backward(dx, dw, db, go, x, w, M, K, N));
             printf("BENCH linear %-4s M=%d K=%-4d N=%-4d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f TFLOP/s\n",
-                   mode ? "tf32" : "fp32", M, K, N, tf * 1e3, flop / tf * 1e-12, tb * 1e3, 2 * flop / tb * 1e-12);
+                   nn_cuda_precision_name(bench_prec[mode]), M, K, N, tf * 1e3, flop / tf * 1e-12, tb * 1e3,
+                   2 * flop / tb * 1e-12);
             fflush(stdout);
             nn_free(x), nn_free(w), nn_free(b), nn_free(y), nn_free(go), nn_free(dx), nn_free(dw), nn_free(db);
         }
     }
-    nn_cuda_set_tf32(0);
+    nn_cuda_set_precision(NN_PREC_FP32);
 }
 
 static void bench_attention(int quick) {
     int cases[][4] = {{32, 1280, 8, 128}, {8, 256, 8, 128}, {32, 320, 8, 128}};
     int nc = quick ? 1 : 3;
-    for (int mode = 0; mode < 2; mode++) {
-        nn_cuda_set_tf32(mode);
+    for (int mode = 0; mode < 3; mode++) {
+        nn_cuda_set_precision(bench_prec[mode]);
         for (int k = 0; k < nc; k++) {
             int B = cases[k][0], N = cases[k][1], H = cases[k][2], dh = cases[k][3], D = H * dh;
             size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D;
@@ -842,12 +1378,13 @@ static void bench_attention(int quick) {
             TIME_IT(3, tb, attention_backward(dq, go, qkv, o, save, B, N, H, dh));
             printf("BENCH attention %-4s B=%d N=%d H=%d dh=%d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f "
                    "TFLOP/s\n",
-                   mode ? "tf32" : "fp32", B, N, H, dh, tf * 1e3, flop / tf * 1e-12, tb * 1e3, 2 * flop / tb * 1e-12);
+                   nn_cuda_precision_name(bench_prec[mode]), B, N, H, dh, tf * 1e3, flop / tf * 1e-12, tb * 1e3,
+                   2 * flop / tb * 1e-12);
             fflush(stdout);
             nn_free(qkv), nn_free(o), nn_free(save), nn_free(go), nn_free(dq);
         }
     }
-    nn_cuda_set_tf32(0);
+    nn_cuda_set_precision(NN_PREC_FP32);
 }
 
 static void bench_memory_bound(void) {
@@ -908,12 +1445,14 @@ static void sec_rows(int big) { (void)big, test_rows_where(); }
 static void sec_losses(int big) { (void)big, test_losses(); }
 static void sec_adamw(int big) { (void)big, test_adamw(); }
 static void sec_determinism(int big) { (void)big, test_determinism(); }
+static void sec_bf16_cache(int big) { (void)big, test_bf16_cache(); }
 static const Section sections[] = {
     {"memory", sec_memory},       {"blas1", sec_blas1},         {"silu_dropout_randn", sec_silu},
     {"conv", test_conv},          {"image", sec_image},         {"linear", test_linear},
     {"layernorm", sec_layernorm}, {"modulate", sec_modulate},   {"qk_norm_rope", test_qk_norm_rope},
     {"attention", test_attention}, {"sine", sec_sine},          {"rows_where", sec_rows},
     {"losses", sec_losses},       {"adamw", sec_adamw},         {"determinism", sec_determinism},
+    {"bf16_cache", sec_bf16_cache},
 };
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
@@ -959,6 +1498,14 @@ int main(int argc, char **argv) {
     R = rng_seed(20261130);
     cpu_nn_init(-1);
     nn_init(0);
+    selfcheck = strstr(nn_cuda_device_name(), "self-check") != NULL;
+    // LOLA_PRECISION / LOLA_TF32 in the environment do not change the checks: each sets its precision
+    env_prec = nn_cuda_precision();
+    nn_cuda_set_precision(NN_PREC_FP32);
+    nn_cuda_set_gemm_impl(NN_GEMM_AUTO);
+    if (env_prec != NN_PREC_FP32)
+        printf("# the environment asks for %s: checks and timings set their precision themselves\n",
+               nn_cuda_precision_name(env_prec));
     if (run_tests) {
         double t0 = lola_time();
         for (int k = 0; k < N_SECTIONS; k++) {
