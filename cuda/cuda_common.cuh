@@ -64,8 +64,10 @@ enum {
 };
 // Grow-only device scratch of at least `bytes` bytes (contents undefined).
 void *lcu_scratch(int slot, size_t bytes);
-// cudaMalloc with the backend's out-of-memory report (dies on failure); free with cudaFree.
+// cudaMalloc with the backend's out-of-memory report (dies on failure), counted in
+// nn_bytes_in_use / nn_bytes_peak; free with lcu_device_free(p, the same bytes).
 void *lcu_device_malloc(size_t bytes, const char *what);
+void lcu_device_free(void *p, size_t bytes);
 // Device vector of at least n ones (float).
 const float *lcu_ones(size_t n);
 // Host copy of n doubles from device partials, summed in index order (synchronises the stream).

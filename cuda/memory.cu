@@ -246,7 +246,8 @@ extern "C" long nn_cuda_conv_fallback_calls(void) { return conv_fallback_calls; 
 
 static std::mutex alloc_mu;
 static std::unordered_map<void *, size_t> *allocs;
-static size_t bytes_in_use = 0, bytes_peak = 0;
+static size_t bytes_in_use = 0;               // nn_alloc buffers only (for the OOM message)
+static size_t device_bytes = 0, device_peak = 0; // every device allocation: buffers, scratch, bf16 cache
 
 void *lcu_device_malloc(size_t bytes, const char *what) {
     lcu_ensure_init();
@@ -263,7 +264,17 @@ void *lcu_device_malloc(size_t bytes, const char *what) {
                       bytes_in_use / 1073741824.0, nn_cuda_scratch_bytes() / 1073741824.0,
                       f / 1073741824.0, t / 1073741824.0);
     }
+    std::lock_guard<std::mutex> lk(alloc_mu);
+    device_bytes += bytes;
+    if (device_bytes > device_peak) device_peak = device_bytes;
     return p;
+}
+
+void lcu_device_free(void *p, size_t bytes) {
+    if (!p) return;
+    CUDA_CHECK(cudaFree(p));
+    std::lock_guard<std::mutex> lk(alloc_mu);
+    device_bytes -= bytes;
 }
 
 extern "C" float *nn_alloc(size_t n) {
@@ -275,26 +286,35 @@ extern "C" float *nn_alloc(size_t n) {
     if (!allocs) allocs = new std::unordered_map<void *, size_t>();
     (*allocs)[p] = bytes;
     bytes_in_use += bytes;
-    if (bytes_in_use > bytes_peak) bytes_peak = bytes_in_use;
     return p;
 }
 
 extern "C" void nn_free(float *p) {
     if (!p) return;
+    size_t bytes = 0;
     {
         std::lock_guard<std::mutex> lk(alloc_mu);
         if (!allocs || allocs->find(p) == allocs->end())
             lola_die("nn_free: %p was not returned by nn_alloc (or was freed twice)", (void *)p);
         auto it = allocs->find(p);
-        bytes_in_use -= it->second;
-        lcu_note_free(p, it->second); // bf16 weight cache (precision.cu)
+        bytes = it->second;
+        bytes_in_use -= bytes;
         allocs->erase(it);
     }
-    CUDA_CHECK(cudaFree(p));
+    lcu_note_free(p, bytes); // bf16 weight cache (precision.cu); outside the lock (it frees too)
+    lcu_device_free(p, bytes);
 }
 
-extern "C" size_t nn_bytes_in_use(void) { return bytes_in_use; }
-extern "C" size_t nn_bytes_peak(void) { return bytes_peak; }
+// The contract (nn.h) counts the backend's whole footprint: nn_alloc buffers plus op scratch
+// and the bf16 weight cache, i.e. every lcu_device_malloc.
+extern "C" size_t nn_bytes_in_use(void) {
+    std::lock_guard<std::mutex> lk(alloc_mu);
+    return device_bytes;
+}
+extern "C" size_t nn_bytes_peak(void) {
+    std::lock_guard<std::mutex> lk(alloc_mu);
+    return device_peak;
+}
 
 extern "C" void nn_zero(float *x, size_t n) {
     if (!n) return;
@@ -350,7 +370,7 @@ static size_t ones_len = 0;
 void *lcu_scratch(int slot, size_t bytes) {
     if (slot < 0 || slot >= LCU_SCR_N) lola_die("lcu_scratch: bad slot %d", slot);
     if (bytes > scratch_cap[slot]) {
-        if (scratch_ptr[slot]) CUDA_CHECK(cudaFree(scratch_ptr[slot])); // synchronises the device
+        lcu_device_free(scratch_ptr[slot], scratch_cap[slot]); // cudaFree synchronises the device
         size_t cap = bytes + bytes / 8;
         cap = (cap + 255) & ~(size_t)255;
         scratch_ptr[slot] = lcu_device_malloc(cap, "an op scratch buffer");

@@ -182,7 +182,7 @@ void lcu_note_free(const void *p, size_t bytes) {
     for (auto it = cache->begin(); it != cache->end();) {
         uintptr_t s = (uintptr_t)it->first;
         if (s >= lo && s < hi) {
-            CUDA_CHECK(cudaFree(it->second.dev));
+            lcu_device_free(it->second.dev, it->second.n * sizeof(lcu_bf16));
             cache_bytes -= it->second.n * sizeof(lcu_bf16);
             it = cache->erase(it);
         } else {
@@ -217,7 +217,7 @@ const lcu_bf16 *lcu_bf16_weight(const float *w, size_t n) {
         }
     } else {
         if (it != cache->end()) { // same pointer, another length: drop the old copy
-            CUDA_CHECK(cudaFree(it->second.dev));
+            lcu_device_free(it->second.dev, it->second.n * sizeof(lcu_bf16));
             cache_bytes -= it->second.n * sizeof(lcu_bf16);
             cache->erase(it);
         }

@@ -51,7 +51,7 @@
 // arena) is compared with the free memory (CUDA: device free memory; CPU: MemAvailable) and the
 // workload is skipped with both numbers when it cannot fit.
 //
-// Numbers: peak memory = nn_bytes_peak (CUDA: + nn_cuda_scratch_bytes, the grow-only op scratch)
+// Numbers: peak memory = nn_bytes_peak (on every backend it includes the grow-only op scratch)
 // in GB (1e9 bytes, like the reference). FLOPs from the analytic model (2 x MACs of convolutions
 // and matmuls, lola-spec.md §2.6, §4.3, §10.5): training = 3 x forward per sample; eval = the
 // emulator evaluations (calls x sampler evaluations x members) + one decoder pass per state and
@@ -771,11 +771,7 @@ static int memory_fits(double need, Result *r) {
 }
 
 static double peak_backend_bytes(void) {
-    double b = (double)nn_bytes_peak();
-#ifdef LOLA_BACKEND_CUDA
-    b += (double)nn_cuda_scratch_bytes();
-#endif
-    return b;
+    return (double)nn_bytes_peak(); // every backend counts its op scratch in it (nn.h)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,7 +855,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
     double t_start = lola_time();
     nn_init(-1);
 #ifdef LOLA_BACKEND_CUDA
-    snprintf(r->backend, sizeof r->backend, "%s, TF32 %s", nn_backend_name(), nn_cuda_tf32() ? "on" : "off");
+    snprintf(r->backend, sizeof r->backend, "%s, %s", nn_backend_name(), nn_cuda_precision_name(nn_cuda_precision()));
 #else
     snprintf(r->backend, sizeof r->backend, "%s", nn_backend_name());
 #endif
