@@ -10,6 +10,8 @@
 #   make help          targets and variables
 #   make test-gpu      GPU machine: CUDA ops against the CPU backend, op timings (cuda/cuda.mk)
 #   make fenced        build/fenced/lola: CPU ops, backend memory fenced off from host code (tests/fenced/)
+#   make gpu-tests     build the GPU test programs (no GPU needed); gpu-selfcheck: their harness on the CPU
+#   make gpu-bundle    build/gpu-bundle/: the prebuilt programs + libraries for the GPU machine (cuda/README.md)
 #
 # Dependencies are found the way HPC sites provide them: compiler wrappers (mpicc --showme,
 # h5pcc/h5cc) and pkg-config, then a compile+link probe. Nothing here knows a distribution's
@@ -556,7 +558,7 @@ clean:
 	rm -rf $(BUILD)
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 	@echo "Variables: BACKEND=cpu|cuda CUDA_ARCH=sm_90a CC MPICC MPI=0 CUDA_HOME CUDNN_HOME NCCL_HOME YAML_HOME FFTW_HOME PNG_HOME"
 	@echo "           XXX_CFLAGS/XXX_LIBS (XXX = MPI HDF5 YAML BLAS FFTW PNG) OPT CFLAGS NVCC_FLAGS BUILD V=1"
 

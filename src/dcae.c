@@ -5,20 +5,26 @@
 // The same walk that builds the plan appends the parameter rows, so names, order and shapes
 // cannot drift apart.
 //
-// Activation plan (what dcae_forward saves for dcae_backward; all (B, C, H_l, W_l) at the stage's
-// level l, H_l = H / 2^l):
+// Activation plan. Training layout (dcae_forward keeps what dcae_backward needs; all tensors
+// (B, C, H_l, W_l) at the stage's level l, H_l = H / 2^l):
 //   x                copy of the input (B, C_pix, H, W)           (entry conv backward)
-//   every stage      its output `out`                             (input of the next stage)
-//   RESBLOCK         ln (B,C,HW) = LN_c(x), mean + rstd (B,HW)     (LN backward, conv1 / qkv input)
-//                    attention levels only: tok (B,N,C) = ln^T, qkv (B,N,3C), att_save
-//                      (attention_save_floats), att (B,N,C), y1 (B,C,N) = ln + MHA(ln)
-//                    h1 (B,Cf,HW) = conv1 output                   (SiLU backward)
-//                    mask (B,Cf,HW) dropout mask (training arena only, dropout > 0)
-//                    d (B,Cf,HW) = Dropout(SiLU(h1))               (conv2 input)
-//   SAT              out = z; its input is the latent conv output (saturation backward)
-// Scratch, shared by all stages (not saved): t0 (forward temp: SiLU output before dropout, the
-// attention out-projection, latent noise), g0/g1 (ping-pong gradients of stage outputs), gA/gB
-// (FFN gradients, Cf wide), gy (gradient of ln / y1), gP/gQ/gK (attention gradients).
+//   stage outputs    kept when the next stage's backward reads its input (CONV, RESBLOCK, SAT),
+//                    and the latent (SAT) and the final output; the input of a pixel (un)shuffle
+//                    is not kept (its backward is a permutation of the gradient): it goes to g0/g1
+//   RESBLOCK         h1 (B,Cf,HW) = conv1 output                   (SiLU backward)
+//                    attention levels only: qkv (B,N,3C), att_save (attention_save_floats),
+//                      att (B,N,C), y1 (B,C,N) = ln + MHA(ln)      (matmul outputs)
+// Recomputed in dcae_backward with the same ops on the same inputs in the same order, so they are
+// bit-identical to the forward's: ln, mean, rstd = LN_c(x) (x = the block input, kept),
+// tok = ln^T, and d = Dropout(SiLU(h1)) with its mask (the mask is a pure function of the seed).
+// Scratch, shared by the forward temporaries and the backward: g0/g1 (stage-sized: forward
+// transients, then the ping-pong gradients of stage outputs), gA/gB (Cf wide: SiLU output / d in
+// the forward; FFN gradients and the recomputed ln in the backward), gy (ln in the forward, the
+// dropout mask, then the gradient of ln / y1), gP/gQ/gK (attention: tok, out-projection, gradients),
+// mean/rstd (B,HW) of the current block.
+// Inference layout (dcae_encode / dcae_decode): x, the latent and the final output only; every
+// other stage output alternates between g0 and g1, and the ResBlock tensors live in the scratch
+// (h1 -> gA, qkv -> gK, att -> gA, y1 -> gB, one shared att_save).
 // Residuals: out = x + y, so dx = dout + (LN-path gradient); both are summed explicitly.
 #include "dcae.h"
 
@@ -44,14 +50,16 @@ struct DcaeStage {
     int w, b, w2, b2;   // table rows: conv / FFN conv1 (w, b), FFN conv2 (w2, b2)
     int qkv_w, qkv_b, proj_w, proj_b; // attention rows, -1 when absent
     // activations in the arena (set by plan_arena)
-    float *out, *ln, *mean, *rstd, *tok, *qkv, *att_save, *att, *y1, *h1, *mask, *d;
+    int saved; // out is a buffer of its own (else it is g0 or g1, overwritten later)
+    float *out, *qkv, *att_save, *att, *y1, *h1;
 };
 
 struct DcaeBufs {
-    float *x;                                  // input copy
-    float *t0;                                 // forward scratch
-    float *g0, *g1, *gA, *gB, *gy, *gP, *gQ, *gK; // backward scratch
-    DcaeMode mode;                             // of the stored forward
+    float *x;                                        // input copy
+    float *mean, *rstd;                              // LN statistics of the current ResBlock
+    float *g0, *g1, *gA, *gB, *gy, *gP, *gQ, *gK;    // scratch (activation plan)
+    DcaeMode mode;                                   // of the stored forward
+    uint64_t seed, first_sample;                     // of the stored forward (dropout masks)
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -406,15 +414,39 @@ static float *take(Bump *a, size_t n) {
 
 static size_t mx(size_t a, size_t b) { return a > b ? a : b; }
 
+// 1 when the backward of a stage of this kind reads the stage's input.
+static int reads_input(StageKind k) { return k == ST_CONV || k == ST_RESBLOCK || k == ST_SAT; }
+
 // Walks the plan, assigning the stages' pointers (base != NULL) or only counting (base == NULL,
-// nothing is written). Returns floats.
-static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, DcaeBufs *bf, int B, int H,
-                         int W, float *base) {
+// nothing is written). train selects the layout (activation plan at the top). Returns floats.
+static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, int n_enc, DcaeBufs *bf, int B,
+                         int H, int W, int train, float *base) {
     Bump a = {base, 0};
     size_t b = (size_t)B;
     size_t in0 = b * c->pix_channels * (size_t)H * W;
+    size_t smax = in0, cfmax = 0, cmax = 0, attn = 0, save = 0, pix = 0;
+    for (int i = 0; i < n_stages; i++) {
+        const DcaeStage *s = &stages[i];
+        size_t hw = (size_t)(H >> s->lout) * (size_t)(W >> s->lout);
+        smax = mx(smax, b * s->cout * hw);
+        if (s->kind != ST_RESBLOCK) continue;
+        size_t nc = b * s->cin * hw, nf = b * (size_t)s->cf * hw;
+        cfmax = mx(cfmax, nf);
+        cmax = mx(cmax, nc);
+        pix = mx(pix, b * hw);
+        if (s->heads) {
+            attn = mx(attn, nc);
+            save = mx(save, attention_save_floats(B, (int)hw, s->heads));
+        }
+    }
     float *x = take(&a, in0);
-    size_t smax = in0, t0 = 0, cfmax = 0, cmax = 0, attn = 0;
+    float *g0 = take(&a, smax), *g1 = take(&a, smax);
+    float *gA = take(&a, cfmax), *gB = take(&a, cfmax);
+    float *gy = take(&a, train && c->dropout > 0.0f ? mx(cmax, cfmax) : cmax); // the mask overlays gy
+    float *gP = take(&a, attn), *gQ = take(&a, attn), *gK = take(&a, 3 * attn);
+    float *mean = take(&a, pix), *rstd = take(&a, pix);
+    float *esave = train ? NULL : take(&a, save);
+    int pp = 0; // next transient buffer (g0 / g1)
     for (int i = 0; i < n_stages; i++) {
         DcaeStage tmp, *s = &stages[i];
         if (!base) {
@@ -422,40 +454,38 @@ static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, D
             s = &tmp;
         }
         size_t hw = (size_t)(H >> s->lout) * (size_t)(W >> s->lout);
-        size_t nout = b * s->cout * hw;
-        smax = mx(smax, nout);
-        s->out = take(&a, nout);
-        if (s->kind != ST_RESBLOCK) continue;
-        size_t C = s->cin, nc = b * C * hw, nf = b * (size_t)s->cf * hw;
-        s->ln = take(&a, nc);
-        s->mean = take(&a, b * hw);
-        s->rstd = take(&a, b * hw);
-        if (s->heads) {
-            s->tok = take(&a, nc);
-            s->qkv = take(&a, 3 * nc);
-            s->att_save = take(&a, attention_save_floats(B, (int)hw, s->heads));
-            s->att = take(&a, nc);
-            s->y1 = take(&a, nc);
-            attn = mx(attn, nc);
+        s->saved = i == n_enc - 1 || i == n_stages - 1 || (train && i + 1 < n_stages && reads_input(stages[i + 1].kind));
+        if (s->saved) {
+            s->out = take(&a, b * s->cout * hw);
         } else {
-            s->tok = s->qkv = s->att_save = s->att = s->y1 = NULL;
+            s->out = pp ? g1 : g0;
+            pp ^= 1;
         }
-        s->h1 = take(&a, nf);
-        s->mask = c->dropout > 0.0f ? take(&a, nf) : NULL;
-        s->d = take(&a, nf);
-        cfmax = mx(cfmax, nf);
-        cmax = mx(cmax, nc);
-        t0 = mx(t0, mx(nf, nc));
+        s->h1 = s->qkv = s->att_save = s->att = s->y1 = NULL;
+        if (s->kind != ST_RESBLOCK) continue;
+        size_t nc = b * s->cin * hw, nf = b * (size_t)s->cf * hw;
+        if (train) {
+            s->h1 = take(&a, nf);
+            if (s->heads) {
+                s->qkv = take(&a, 3 * nc);
+                s->att_save = take(&a, attention_save_floats(B, (int)hw, s->heads));
+                s->att = take(&a, nc);
+                s->y1 = take(&a, nc);
+            }
+        } else {
+            s->h1 = gA;
+            if (s->heads) {
+                s->qkv = gK;
+                s->att_save = esave;
+                s->att = gA;
+                s->y1 = gB;
+            }
+        }
     }
-    size_t hl = (size_t)(H >> (c->levels - 1)) * (size_t)(W >> (c->levels - 1));
-    t0 = mx(t0, b * c->lat_channels * hl); // latent noise
-    float *pt0 = take(&a, t0);
-    float *g0 = take(&a, smax), *g1 = take(&a, smax);
-    float *gA = take(&a, cfmax), *gB = take(&a, cfmax), *gy = take(&a, cmax);
-    float *gP = take(&a, attn), *gQ = take(&a, attn), *gK = take(&a, 3 * attn);
     if (base) {
         bf->x = x;
-        bf->t0 = pt0;
+        bf->mean = mean;
+        bf->rstd = rstd;
         bf->g0 = g0;
         bf->g1 = g1;
         bf->gA = gA;
@@ -468,45 +498,58 @@ static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, D
     return a.used;
 }
 
-size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W) {
+static size_t arena_floats_of(const DcaeConfig *c, int B, int H, int W, int train, const char *who) {
     dcae_config_check(c);
     check_hw(c, H, W);
-    if (B < 1) lola_die("dcae_arena_floats: batch %d, must be >= 1", B);
+    if (B < 1) lola_die("%s: batch %d, must be >= 1", who, B);
     ParamTable t = {0};
     DcaeStage *st = LOLA_NEW(DcaeStage, max_stages(c));
     Builder bd = {c, &t, st, 0, 0};
-    build(&bd);
-    size_t n = plan_arena(c, st, bd.n, NULL, B, H, W, NULL);
+    int n_enc = build(&bd);
+    size_t n = plan_arena(c, st, bd.n, n_enc, NULL, B, H, W, train, NULL);
     free(st);
     ptable_free(&t);
     return n;
 }
 
-void dcae_reserve(Dcae *m, int B, int H, int W) {
+size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W) {
+    return arena_floats_of(c, B, H, W, 1, "dcae_arena_floats");
+}
+
+size_t dcae_eval_arena_floats(const DcaeConfig *c, int B, int H, int W) {
+    return arena_floats_of(c, B, H, W, 0, "dcae_eval_arena_floats");
+}
+
+// Lays out the arena for (B, H, W) in the training (train = 1) or inference layout.
+static void reserve(Dcae *m, int B, int H, int W, int train) {
     if (B < 1) lola_die("dcae_reserve: batch %d, must be >= 1", B);
     check_hw(&m->cfg, H, W);
-    if (m->arena && m->B == B && m->H == H && m->W == W) return;
+    if (m->arena && m->B == B && m->H == H && m->W == W && m->arena_train == train) return;
     if (!m->bufs) m->bufs = LOLA_NEW(DcaeBufs, 1);
-    size_t need = plan_arena(&m->cfg, m->stages, m->n_stages, NULL, B, H, W, NULL);
-    if (!m->arena || need > m->arena_floats) { // grow only: a smaller (B, H, W) re-plans in place
+    size_t need = plan_arena(&m->cfg, m->stages, m->n_stages, m->n_enc, NULL, B, H, W, train, NULL);
+    if (!m->arena || need > m->arena_floats) { // grow only: a smaller need re-plans in place
         if (m->arena) nn_free(m->arena);
         m->arena = nn_alloc(need);
         m->arena_floats = need;
     }
-    plan_arena(&m->cfg, m->stages, m->n_stages, m->bufs, B, H, W, m->arena);
+    plan_arena(&m->cfg, m->stages, m->n_stages, m->n_enc, m->bufs, B, H, W, train, m->arena);
     m->B = B;
     m->H = H;
     m->W = W;
+    m->arena_train = train;
     m->have_forward = 0;
 }
+
+void dcae_reserve(Dcae *m, int B, int H, int W) { reserve(m, B, H, W, 1); }
 
 void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out) {
     const double mib = 1.0 / (1024.0 * 1024.0);
     double p = (double)dcae_param_count(c);
     size_t a1 = dcae_arena_floats(c, 1, H, W), aB = dcae_arena_floats(c, B, H, W);
+    size_t e1 = dcae_eval_arena_floats(c, 1, H, W), eB = dcae_eval_arena_floats(c, B, H, W);
     fprintf(out, "dcae memory at %d x %d: params %.1f MiB, grads %.1f MiB, activations %.1f MiB/sample, "
-                 "%.1f MiB for batch %d\n",
-            H, W, p * 4.0 * mib, p * 4.0 * mib, a1 * 4.0 * mib, aB * 4.0 * mib, B);
+                 "%.1f MiB for batch %d (inference: %.1f MiB/sample, %.1f MiB)\n",
+            H, W, p * 4.0 * mib, p * 4.0 * mib, a1 * 4.0 * mib, aB * 4.0 * mib, B, e1 * 4.0 * mib, eB * 4.0 * mib);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -515,38 +558,48 @@ void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out) {
 static float *P(const Dcae *m, int row) { return m->params + m->table.rows[row].offset; }
 static float *G(const Dcae *m, int row) { return m->grads + m->table.rows[row].offset; }
 
-// out = x + FFN(LN(x) [+ MHA(LN(x))]); saves the activations listed at the top of this file.
+// d = Dropout(SiLU(h1)) with the per-sample masks of dcae.h written to gy (tmp receives the SiLU
+// output), or d = SiLU(h1) without dropout. Run by the forward and again by the backward
+// (recomputation: same ops, same inputs, bit-identical). d, tmp, h1 and gy pairwise distinct.
+static void ffn_act(const Dcae *m, const DcaeStage *s, float *d, float *tmp, const float *h1, int B, int N,
+                    int dropout_on, uint64_t seed, uint64_t first_sample) {
+    const size_t n1 = (size_t)s->cf * N, nf = (size_t)B * n1;
+    if (!dropout_on) {
+        silu_forward(d, h1, nf);
+        return;
+    }
+    silu_forward(tmp, h1, nf);
+    // Per-sample masks: sample b draws from rng_hash(rng_hash(seed, block), first_sample + b), so a
+    // sample's mask does not depend on its index within the (rank-local) batch (train.h).
+    const uint64_t bseed = rng_hash(seed, (uint64_t)s->block);
+    for (int b = 0; b < B; b++)
+        dropout_forward(d + b * n1, m->bufs->gy + b * n1, tmp + b * n1, n1, m->cfg.dropout,
+                        rng_hash(bseed, first_sample + (uint64_t)b));
+}
+
+// out = x + FFN(LN(x) [+ MHA(LN(x))]); keeps the tensors of the activation plan (top of this file).
 static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h, int w, DcaeMode mode,
                              uint64_t seed, uint64_t first_sample) {
     DcaeBufs *bf = m->bufs;
     const int C = s->cin, cf = s->cf, N = h * w, k = s->k;
-    const size_t nc = (size_t)B * C * N, nf = (size_t)B * cf * N;
-    layernorm_channels_forward(s->ln, s->mean, s->rstd, x, B, C, N, m->cfg.norm_eps);
-    const float *y = s->ln;
+    const size_t nc = (size_t)B * C * N;
+    float *ln = bf->gy;
+    layernorm_channels_forward(ln, bf->mean, bf->rstd, x, B, C, N, m->cfg.norm_eps);
+    const float *y = ln;
     if (s->heads) {
         const int M = B * N, dh = C / s->heads;
-        transpose_bcn(s->tok, s->ln, B, C, N);                                  // (B, N, C) tokens
-        linear_forward(s->qkv, s->tok, P(m, s->qkv_w), P(m, s->qkv_b), M, C, 3 * C);
+        transpose_bcn(bf->gP, ln, B, C, N);                                     // (B, N, C) tokens
+        linear_forward(s->qkv, bf->gP, P(m, s->qkv_w), P(m, s->qkv_b), M, C, 3 * C);
         attention_forward(s->att, s->att_save, s->qkv, B, N, s->heads, dh);
-        linear_forward(bf->t0, s->att, P(m, s->proj_w), P(m, s->proj_b), M, C, C);
-        transpose_bcn(s->y1, bf->t0, B, N, C);                                  // back to (B, C, N)
-        nn_add(s->y1, s->y1, s->ln, nc);                                         // Residual(attn)
+        linear_forward(bf->gQ, s->att, P(m, s->proj_w), P(m, s->proj_b), M, C, C);
+        transpose_bcn(s->y1, bf->gQ, B, N, C);                                  // back to (B, C, N)
+        nn_add(s->y1, s->y1, ln, nc);                                            // Residual(attn)
         y = s->y1;
     }
     conv2d_forward(s->h1, y, P(m, s->w), P(m, s->b), B, C, cf, h, w, k);
-    if (mode == DCAE_TRAIN && m->cfg.dropout > 0.0f) {
-        silu_forward(bf->t0, s->h1, nf);
-        // Per-sample masks: sample b draws from rng_hash(rng_hash(seed, block), first_sample + b), so a
-        // sample's mask does not depend on its index within the (rank-local) batch (train.h).
-        const size_t n1 = (size_t)cf * N;
-        const uint64_t bseed = rng_hash(seed, (uint64_t)s->block);
-        for (int b = 0; b < B; b++)
-            dropout_forward(s->d + b * n1, s->mask + b * n1, bf->t0 + b * n1, n1, m->cfg.dropout,
-                            rng_hash(bseed, first_sample + (uint64_t)b));
-    } else {
-        silu_forward(s->d, s->h1, nf);
-    }
-    conv2d_forward(s->out, s->d, P(m, s->w2), P(m, s->b2), B, cf, C, h, w, k);
+    // ln is dead: the dropout mask may overwrite gy
+    ffn_act(m, s, bf->gB, bf->gA, s->h1, B, N, mode == DCAE_TRAIN && m->cfg.dropout > 0.0f, seed, first_sample);
+    conv2d_forward(s->out, bf->gB, P(m, s->w2), P(m, s->b2), B, cf, C, h, w, k);
     nn_add(s->out, s->out, x, nc);
 }
 
@@ -576,10 +629,12 @@ static const float *stage_input(const Dcae *m, int i) { return i == 0 ? m->bufs-
 
 void dcae_forward(Dcae *m, const float *x, int B, int H, int W, DcaeMode mode, uint64_t seed,
                   uint64_t first_sample) {
-    dcae_reserve(m, B, H, W);
+    reserve(m, B, H, W, 1);
     nn_copy(m->bufs->x, x, (size_t)B * m->cfg.pix_channels * H * W);
     for (int i = 0; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), mode, seed, first_sample);
     m->bufs->mode = mode;
+    m->bufs->seed = seed;
+    m->bufs->first_sample = first_sample;
     m->have_forward = 1;
 }
 
@@ -594,7 +649,7 @@ float *dcae_output(const Dcae *m) {
 }
 
 void dcae_encode(Dcae *m, float *z, const float *x, int B, int H, int W) {
-    dcae_reserve(m, B, H, W);
+    reserve(m, B, H, W, 0);
     nn_copy(m->bufs->x, x, (size_t)B * m->cfg.pix_channels * H * W);
     for (int i = 0; i < m->n_enc; i++) stage_forward(m, i, stage_input(m, i), DCAE_EVAL, 0, 0);
     int L = m->cfg.levels;
@@ -604,13 +659,13 @@ void dcae_encode(Dcae *m, float *z, const float *x, int B, int H, int W) {
 
 void dcae_decode(Dcae *m, float *y, const float *z, int B, int h, int w, int noisy, uint64_t seed) {
     int L = m->cfg.levels, H = h << (L - 1), W = w << (L - 1);
-    dcae_reserve(m, B, H, W);
+    reserve(m, B, H, W, 0);
     size_t nz = (size_t)B * m->cfg.lat_channels * h * w;
     float *zin = m->stages[m->n_enc - 1].out; // the decoder reads the SAT stage's output
     nn_copy(zin, z, nz);
     if (noisy && m->cfg.latent_noise > 0.0f) {
-        nn_randn(m->bufs->t0, nz, seed);
-        nn_axpy(zin, m->cfg.latent_noise, m->bufs->t0, nz);
+        nn_randn(m->bufs->g0, nz, seed); // g0: stage-sized scratch, free before the first stage
+        nn_axpy(zin, m->cfg.latent_noise, m->bufs->g0, nz);
     }
     for (int i = m->n_enc; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), DCAE_EVAL, 0, 0);
     nn_copy(y, dcae_output(m), (size_t)B * m->cfg.pix_channels * H * W);
@@ -621,35 +676,42 @@ void dcae_decode(Dcae *m, float *y, const float *z, int B, int h, int w, int noi
 // Backward
 
 // dx (=) from dout through the ResBlock; parameter grads (+=). dx must not alias dout.
+// d, its dropout mask, ln (with mean, rstd) and tok are recomputed (activation plan).
 static void resblock_backward(Dcae *m, DcaeStage *s, float *dx, const float *dout, const float *x, int B, int h,
                               int w) {
     DcaeBufs *bf = m->bufs;
     const int C = s->cin, cf = s->cf, N = h * w, k = s->k;
     const size_t nc = (size_t)B * C * N, nf = (size_t)B * cf * N;
-    const float *y = s->heads ? s->y1 : s->ln; // input of the FFN
-    // conv2: d -> out (the residual's y branch)
-    conv2d_backward(bf->gA, G(m, s->w2), G(m, s->b2), dout, s->d, P(m, s->w2), B, cf, C, h, w, k);
+    const int dropout_on = bf->mode == DCAE_TRAIN && m->cfg.dropout > 0.0f;
+    // d = Dropout(SiLU(h1)) -> gB (mask -> gy); conv2: d -> out (the residual's y branch)
+    ffn_act(m, s, bf->gB, bf->gA, s->h1, B, N, dropout_on, bf->seed, bf->first_sample);
+    conv2d_backward(bf->gA, G(m, s->w2), G(m, s->b2), dout, bf->gB, P(m, s->w2), B, cf, C, h, w, k);
     // dropout, SiLU
-    const float *dsilu = bf->gA;
-    if (bf->mode == DCAE_TRAIN && m->cfg.dropout > 0.0f) {
-        dropout_backward(bf->gB, bf->gA, s->mask, nf);
-        dsilu = bf->gB;
+    float *dh1;
+    if (dropout_on) {
+        dropout_backward(bf->gB, bf->gA, bf->gy, nf);
+        silu_backward(bf->gA, bf->gB, s->h1, nf);
+        dh1 = bf->gA;
+    } else {
+        silu_backward(bf->gB, bf->gA, s->h1, nf);
+        dh1 = bf->gB;
     }
-    float *dh1 = dsilu == bf->gA ? bf->gB : bf->gA;
-    silu_backward(dh1, dsilu, s->h1, nf);
-    // conv1: y -> h1
-    conv2d_backward(bf->gy, G(m, s->w), G(m, s->b), dh1, y, P(m, s->w), B, C, cf, h, w, k);
+    float *ln = dh1 == bf->gA ? bf->gB : bf->gA; // the free one of gA / gB (nc <= nf)
+    layernorm_channels_forward(ln, bf->mean, bf->rstd, x, B, C, N, m->cfg.norm_eps);
+    // conv1: y -> h1 (y = ln, or y1 at attention levels)
+    conv2d_backward(bf->gy, G(m, s->w), G(m, s->b), dh1, s->heads ? s->y1 : ln, P(m, s->w), B, C, cf, h, w, k);
     if (s->heads) {
         // y1 = ln + (proj(attn(qkv(ln^T))))^T: gy already holds the identity branch.
         const int M = B * N, dh = C / s->heads;
         transpose_bcn(bf->gP, bf->gy, B, C, N); // d proj-out (B, N, C)
         linear_backward(bf->gQ, G(m, s->proj_w), G(m, s->proj_b), bf->gP, s->att, P(m, s->proj_w), M, C, C);
         attention_backward(bf->gK, bf->gQ, s->qkv, s->att, s->att_save, B, N, s->heads, dh);
-        linear_backward(bf->gP, G(m, s->qkv_w), G(m, s->qkv_b), bf->gK, s->tok, P(m, s->qkv_w), M, C, 3 * C);
-        transpose_bcn(bf->gQ, bf->gP, B, N, C); // d tok -> (B, C, N)
-        nn_add(bf->gy, bf->gy, bf->gQ, nc);
+        transpose_bcn(bf->gP, ln, B, C, N); // tok = ln^T, recomputed
+        linear_backward(bf->gQ, G(m, s->qkv_w), G(m, s->qkv_b), bf->gK, bf->gP, P(m, s->qkv_w), M, C, 3 * C);
+        transpose_bcn(ln, bf->gQ, B, N, C); // d tok -> (B, C, N) (ln is dead)
+        nn_add(bf->gy, bf->gy, ln, nc);
     }
-    layernorm_channels_backward(dx, bf->gy, x, s->mean, s->rstd, B, C, N);
+    layernorm_channels_backward(dx, bf->gy, x, bf->mean, bf->rstd, B, C, N);
     nn_add(dx, dx, dout, nc); // out = x + y
 }
 
@@ -724,6 +786,17 @@ DcaeStageInfo dcae_stage_info(const Dcae *m, int i) {
 
 float *dcae_stage_output(const Dcae *m, int i) {
     if (i < 0 || i >= m->n_stages) lola_die("dcae_stage_output: stage %d out of range (%d stages)", i, m->n_stages);
-    if (!m->arena) lola_die("dcae_stage_output: no arena (run dcae_forward first)");
-    return m->stages[i].out;
+    if (!m->arena || !m->have_forward) lola_die("dcae_stage_output: no stored dcae_forward (run dcae_forward first)");
+    const DcaeStage *s = &m->stages[i];
+    if (s->saved) return s->out;
+    // Not kept: the next stage is a pixel (un)shuffle whose (kept) output is a permutation of it.
+    const DcaeStage *n = i + 1 < m->n_stages ? &m->stages[i + 1] : NULL;
+    if (!n || !n->saved || (n->kind != ST_UNSHUFFLE && n->kind != ST_SHUFFLE))
+        lola_die("dcae_stage_output: internal error, stage %d output is neither kept nor recoverable", i);
+    const int h = m->H >> n->lin, w = m->W >> n->lin; // the (un)shuffle's input size
+    if (n->kind == ST_UNSHUFFLE)
+        pixel_shuffle(s->out, n->out, m->B, n->cin, h / 2, w / 2, 2);
+    else
+        pixel_unshuffle(s->out, n->out, m->B, n->cout, 2 * h, 2 * w, 2);
+    return s->out;
 }

@@ -17,8 +17,10 @@
 // the names for exporters).
 //
 // Buffers: params and grads are backend memory (nn_alloc) with the table's layout. Activations
-// live in one arena allocated per (B, H, W) (dcae_reserve); the list of saved tensors is in dcae.c
-// ("Activation plan"). Parameter gradients accumulate (+=), as in nn.h.
+// live in one arena allocated per (B, H, W), laid out either for training (dcae_forward keeps what
+// dcae_backward needs) or for inference (dcae_encode / dcae_decode keep nothing, buffers are reused
+// layer to layer); the list of saved tensors is in dcae.c ("Activation plan"). Parameter gradients
+// accumulate (+=), as in nn.h.
 #ifndef LOLA_DCAE_H
 #define LOLA_DCAE_H
 
@@ -79,10 +81,11 @@ typedef struct {
     // forward plan: encoder stages then decoder stages
     DcaeStage *stages;
     int n_stages, n_enc;
-    // activation arena for the current (B, H, W); 0 when none
+    // activation arena for the current (B, H, W) and layout; 0 when none
     int B, H, W;
+    int arena_train;     // 1: the training layout (dcae_forward), 0: the inference layout
     float *arena;
-    size_t arena_floats; // capacity of arena
+    size_t arena_floats; // capacity of arena (grow-only, the larger of the layouts used)
     DcaeBufs *bufs;
     int have_forward; // a training forward is stored in the arena (for dcae_backward)
 } Dcae;
@@ -100,9 +103,12 @@ void dcae_zero_grad(Dcae *m);
 // without allocating. Linear in B up to 256-byte alignment padding per tensor.
 // Built from the config alone (no parameter allocation), so `lola info` can print it.
 size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W);
-// Lays out the arena for (B, H, W), allocating only when it needs more floats than the current
-// arena holds (so alternating smaller batches do not reallocate). Any stored forward is
-// invalidated by a change of (B, H, W). Dies when H or W is not a multiple of 2^(L-1).
+// The same for the inference layout of dcae_encode / dcae_decode at (B, H, W) (nothing is kept for
+// a backward: stage outputs alternate between two buffers, one set of ResBlock temporaries).
+size_t dcae_eval_arena_floats(const DcaeConfig *c, int B, int H, int W);// Lays out the arena for training at (B, H, W), allocating only when it needs more floats than the
+// current arena holds (so alternating smaller batches do not reallocate). Any stored forward is
+// invalidated by a change of (B, H, W) or of the layout (dcae_encode / dcae_decode use the
+// inference layout). Dies when H or W is not a multiple of 2^(L-1).
 void dcae_reserve(Dcae *m, int B, int H, int W);
 // Prints parameters, gradients and activations (per sample and for B) in MiB.
 void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out);
@@ -138,7 +144,9 @@ typedef struct {
     int w_row, b_row; // conv: table rows of its weight and bias (ResBlock: first FFN conv); -1 none
 } DcaeStageInfo;
 DcaeStageInfo dcae_stage_info(const Dcae *m, int i);
-// Output of stage i in the arena after dcae_forward: (B, cout, H >> level_out, W >> level_out).
+// Output of stage i after dcae_forward: (B, cout, H >> level_out, W >> level_out). The training
+// layout does not keep the outputs that no backward reads (the input of a pixel (un)shuffle);
+// those are rebuilt from the (un)shuffle's output into scratch, valid until the next call.
 float *dcae_stage_output(const Dcae *m, int i);
 
 #endif

@@ -171,21 +171,35 @@ void vit_init_custom(const ViT *v, float *host_params, Rng *rng) {
 // ---------------------------------------------------------------------------------------------
 // Activation plan
 //
+// Memory rule: a block keeps for its backward only what is expensive to recompute (matmul
+// outputs); the cheap elementwise tensors are recomputed in vit_backward with the same ops on the
+// same inputs in the same order, so they come out bit-identical (nn.h ops are deterministic):
+//   ln, mean, rstd = LayerNorm(x)          from the block input x (kept in xs)
+//   y0 = (1 + a) ln + b                    from ln and the block's modulation ada
+//   angle = coo @ theta, qkr, qrstd = qk_norm_rope(qkv)   from qkv
+//   f3 = Dropout(SiLU(f1)) and its mask    from f1 and the dropout seed (rng_hash stream)
+//   r = (x + c f4) / sqrt(1 + c^2)         from x and f4
 // Batch-independent: coo (N, S) integer coordinates, coo_enc (N, S*D) their sine encodings,
 // pe (N, D), thetaT (D/2, S) scratch. Stem: cat (B, Ct, N) channel concat, tok (B, N, Ct),
 // s (B, N, D) skip, xs block inputs (blocks + 1 of (B, N, D) in train, 1 in eval), tok_out.
-// Per block (every block in train, one slot in eval):
-//   ln (B,N,D), mean/rstd (B*N), y0 (B,N,D), qkv (B,N,3D), qkr (B,N,3D), qrstd (B,N,2H),
-//   asave (attention_save_floats), att (B,N,D), y1 (B,N,D), f1 (B,N,FD), dmask (B,N,FD; train
-//   with dropout > 0), f3 (B,N,FD), f4 (B,N,D), r (B,N,D), h1/h1s (B,M), ada (B,4D), angle (N,D/2).
-// Backward scratch (train): g0 g1 gr gt gy1 ds (B,N,D); F1 F2 (B,N,FD) (F1 doubles as the
-// forward's pre-dropout SiLU output; F2/F1 hold dqkr/dqkv, 3D <= FD); dangle (N,D/2);
-// dthT, dth (S*D/2); dada (B,4D); dh1s dh1 dmodb (B,M); dpe (N,D); dtok_out (B,N,Cout);
-// dtok (B,N,Ct); dcat (B,Ct,N).
+// Saved per block (train arena; every block): qkv (B,N,3D), asave (attention_save_floats),
+//   att (B,N,D), y1 (B,N,D), f1 (B,N,FD), f4 (B,N,D), h1/h1s (B,M), ada (B,4D).
+//   That is 10 (B,N,D) + the attention save per block with FD = 4D, plus the block input in xs.
+// Shared (recomputed per block): mean, rstd (B*N), qrstd (B,N,2H), angle (N,D/2).
+// Scratch, shared by the forward temporaries and the backward:
+//   R = [gr | gy1 | g1] (3 (B,N,D), at least (B,N,FD) long: the dropout mask overlays it; the
+//   three are dead whenever a mask is live), g0 (running d(block input)), gt, ds (B,N,D),
+//   F1, F2 (B,N,max(FD,3D)); dangle (N,D/2); dthT, dth (S*D/2); dada (B,4D); dh1s dh1 dmodb (B,M);
+//   dpe (N,D); dtok_out (B,N,Cout); dtok (B,N,Ct); dcat (B,Ct,N).
+//   Forward temporaries: ln -> gr, y0 -> gy1, qkr -> F2, pre-dropout SiLU -> F1, f3 -> F2,
+//   mask -> R, r -> gt.
+// Eval arena (train = 0): xs holds one (B,N,D) (blocks run in place), scratch gr gy1 gt F1 F2
+//   only, and the one block slot's matmul outputs live in that scratch too (their lifetimes do not
+//   overlap): qkv -> F1, att -> gr, y1 -> gt, f1 -> F1, f4 -> gr. About 7 (B,N,D) + 2 (B,N,FD).
 
 typedef struct {
-    float *ln, *mean, *rstd, *y0, *qkv, *qkr, *qrstd, *asave, *att, *y1, *f1, *dmask, *f3, *f4, *r;
-    float *h1, *h1s, *ada, *angle;
+    float *qkv, *asave, *att, *y1, *f1, *f4; // matmul outputs (and the attention save)
+    float *h1, *h1s, *ada;                   // modulation MLP (B, M), (B, M), (B, 4D)
 } BlockActs;
 
 struct ViTArena {
@@ -195,10 +209,12 @@ struct ViTArena {
     float *coo, *coo_enc, *pe, *thetaT;
     float *cat, *tok, *s, *xs, *tok_out;
     BlockActs *blk;
+    float *mean, *rstd, *qrstd, *angle, *dmask;
     float *g0, *g1, *gr, *gt, *gy1, *ds, *F1, *F2;
     float *dangle, *dthT, *dth, *dada, *dh1s, *dh1, *dmodb, *dpe, *dtok_out, *dtok, *dcat;
     const float *mod_in; // the mod of the last forward (caller memory)
     int have_forward, dropout_on;
+    uint64_t seed, first_sample; // of the last forward (dropout masks are recomputed from them)
 };
 
 typedef struct {
@@ -206,11 +222,15 @@ typedef struct {
     size_t off;
 } Planner;
 
+static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
+
 static float *take(Planner *p, size_t n) {
     float *r = p->base ? p->base + p->off : NULL;
-    p->off += (n + 15) & ~(size_t)15; // 64-byte aligned tensors
+    p->off += pad16(n); // 64-byte aligned tensors
     return r;
 }
+
+static float *at(float *r, size_t off) { return r ? r + off : NULL; }
 
 // Walks the plan; with base == NULL it only counts (a->blk may then be NULL).
 static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
@@ -218,7 +238,7 @@ static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
     size_t N = (size_t)v->N, D = (size_t)c->hid_channels, S = (size_t)c->spatial, M = (size_t)c->mod_features;
     size_t FD = (size_t)c->ffn_factor * D, H = (size_t)c->heads, Bz = (size_t)B;
     size_t Ct = (size_t)(c->in_channels + c->cond_channels), Co = (size_t)c->out_channels;
-    size_t BND = Bz * N * D;
+    size_t BND = Bz * N * D, wide = Bz * N * (FD > 3 * D ? FD : 3 * D);
     int nslot = train ? c->hid_blocks : (c->hid_blocks > 0 ? 1 : 0);
     int nx = train ? c->hid_blocks + 1 : 1;
     Planner p = {base, 0};
@@ -233,37 +253,44 @@ static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
     a->s = take(&p, BND);
     a->xs = take(&p, (size_t)nx * BND);
     a->tok_out = take(&p, Bz * N * Co);
+    a->mean = take(&p, Bz * N);
+    a->rstd = take(&p, Bz * N);
+    a->qrstd = take(&p, Bz * N * 2 * H);
+    a->angle = c->rope ? take(&p, N * D / 2) : NULL;
+    // Scratch (see the plan above): R = [gr | gy1 | g1], the dropout mask overlays R.
+    size_t mask = (train && c->dropout > 0.0f) ? Bz * N * FD : 0;
+    size_t nr = (train ? 3 : 2) * pad16(BND);
+    float *R = take(&p, nr > mask ? nr : mask);
+    a->gr = R;
+    a->gy1 = at(R, pad16(BND));
+    a->g1 = train ? at(R, 2 * pad16(BND)) : NULL;
+    a->dmask = mask ? R : NULL;
+    a->gt = take(&p, BND);
+    a->F1 = take(&p, wide);
+    a->F2 = take(&p, wide);
+    a->g0 = train ? take(&p, BND) : NULL;
+    a->ds = train ? take(&p, BND) : NULL;
     for (int l = 0; l < nslot; l++) {
         BlockActs tmp, *k = (base && a->blk) ? &a->blk[l] : &tmp;
-        k->ln = take(&p, BND);
-        k->mean = take(&p, Bz * N);
-        k->rstd = take(&p, Bz * N);
-        k->y0 = take(&p, BND);
-        k->qkv = take(&p, 3 * BND);
-        k->qkr = take(&p, 3 * BND);
-        k->qrstd = take(&p, Bz * N * 2 * H);
+        if (train) {
+            k->qkv = take(&p, 3 * BND);
+            k->att = take(&p, BND);
+            k->y1 = take(&p, BND);
+            k->f1 = take(&p, Bz * N * FD);
+            k->f4 = take(&p, BND);
+        } else { // eval: matmul outputs in the scratch (lifetimes do not overlap, see above)
+            k->qkv = a->F1;
+            k->att = a->gr;
+            k->y1 = a->gt;
+            k->f1 = a->F1;
+            k->f4 = a->gr;
+        }
         k->asave = take(&p, attention_save_floats(B, (int)N, (int)H));
-        k->att = take(&p, BND);
-        k->y1 = take(&p, BND);
-        k->f1 = take(&p, Bz * N * FD);
-        k->dmask = (train && c->dropout > 0.0f) ? take(&p, Bz * N * FD) : NULL;
-        k->f3 = take(&p, Bz * N * FD);
-        k->f4 = take(&p, BND);
-        k->r = take(&p, BND);
         k->h1 = M ? take(&p, Bz * M) : NULL;
         k->h1s = M ? take(&p, Bz * M) : NULL;
         k->ada = take(&p, Bz * 4 * D);
-        k->angle = c->rope ? take(&p, N * D / 2) : NULL;
     }
     if (train) {
-        a->g0 = take(&p, BND);
-        a->g1 = take(&p, BND);
-        a->gr = take(&p, BND);
-        a->gt = take(&p, BND);
-        a->gy1 = take(&p, BND);
-        a->ds = take(&p, BND);
-        a->F1 = take(&p, Bz * N * (FD > 3 * D ? FD : 3 * D));
-        a->F2 = take(&p, Bz * N * (FD > 3 * D ? FD : 3 * D));
         a->dangle = take(&p, N * D / 2);
         a->dthT = take(&p, S * D / 2);
         a->dth = take(&p, S * D / 2);
@@ -344,6 +371,43 @@ static void rope_angles(const ViT *v, ViTArena *a, const float *theta, float *an
     linear_forward(angle, a->coo, a->thetaT, NULL, v->N, S, H2);
 }
 
+// The block's cheap elementwise tensors, computed by the forward and recomputed (bit-identical:
+// same ops, same inputs, same order) by the backward.
+
+// y0 = (1 + a) LN(x) + b; ln and the LN statistics (a->mean, a->rstd) are by-products.
+static void block_y0(ViTArena *a, float *y0, float *ln, const float *x, const float *ma, const float *mb, int B,
+                     int N, int D) {
+    layernorm_forward(ln, a->mean, a->rstd, x, B * N, D, VIT_LN_EPS);
+    modulate_forward(y0, ln, ma, mb, B, N, D, 4 * D);
+}
+
+// qkr = qk-norm + RoPE of qkv (statistics in a->qrstd, the block's angles in a->angle).
+static void block_qkr(const ViT *v, ViTArena *a, const ViTBlockParams *w, const float *P, float *qkr,
+                      const float *qkv, int B) {
+    const ViTConfig *c = &v->cfg;
+    if (c->rope) rope_angles(v, a, P + w->theta, a->angle);
+    qk_norm_rope_forward(qkr, a->qrstd, qkv, a->angle, B, v->N, c->heads, c->hid_channels / c->heads, c->qk_norm,
+                         c->rope);
+}
+
+// f3 = Dropout(SiLU(f1)) with the per-sample masks of vit.h written to a->dmask (tmp receives the
+// SiLU output), or f3 = SiLU(f1) without dropout. f3, tmp, f1 pairwise distinct.
+static void block_ffn_act(const ViT *v, ViTArena *a, float *f3, float *tmp, const float *f1, int B, int l,
+                          int dropout_on, uint64_t seed, uint64_t first_sample) {
+    const ViTConfig *c = &v->cfg;
+    const size_t n1 = (size_t)v->N * c->ffn_factor * c->hid_channels;
+    if (!dropout_on) {
+        silu_forward(f3, f1, (size_t)B * n1);
+        return;
+    }
+    silu_forward(tmp, f1, (size_t)B * n1);
+    // Per-sample masks (vit.h): sample b draws from rng_hash(rng_hash(seed, l), first_sample + b).
+    const uint64_t lseed = rng_hash(seed, (uint64_t)l);
+    for (int b = 0; b < B; b++)
+        dropout_forward(f3 + b * n1, a->dmask + b * n1, tmp + b * n1, n1, c->dropout,
+                        rng_hash(lseed, first_sample + (uint64_t)b));
+}
+
 void vit_forward(ViT *v, const float *params, float *out, const float *x, const float *cond,
                  const float *mod, int B, int train, uint64_t seed, uint64_t first_sample) {
     const ViTConfig *c = &v->cfg;
@@ -375,6 +439,8 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         BlockActs *k = &a->blk[a->train ? l : 0];
         float *xin = a->xs + (a->train ? (size_t)l : 0) * BND;
         float *xout = a->xs + (a->train ? (size_t)l + 1 : 0) * BND; // eval: in place (xin is dead by then)
+        // Forward temporaries (activation plan): ln -> gr, y0 -> gy1, qkr -> F2, f3 -> F2, r -> gt.
+        float *ln = a->gr, *y0 = a->gy1, *qkr = a->F2, *f3 = a->F2, *r = a->gt;
         // Modulation a, b, c, d: (B, 4D), chunk order a | b | c | d.
         if (M > 0) {
             linear_forward(k->h1, mod, P + w->ada0_w, P + w->ada0_b, B, M, M);
@@ -385,32 +451,20 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         }
         const float *ma = k->ada, *mb = k->ada + D, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
         // y0 = (1 + a) LN(x) + b
-        layernorm_forward(k->ln, k->mean, k->rstd, xin, BN, D, VIT_LN_EPS);
-        modulate_forward(k->y0, k->ln, ma, mb, B, N, D, 4 * D);
+        block_y0(a, y0, ln, xin, ma, mb, B, N, D);
         // y1 = y0 + MSA(y0)
-        linear_forward(k->qkv, k->y0, P + w->qkv_w, NULL, BN, D, 3 * D);
-        if (c->rope) rope_angles(v, a, P + w->theta, k->angle);
-        qk_norm_rope_forward(k->qkr, k->qrstd, k->qkv, k->angle, B, N, H, dh, c->qk_norm, c->rope);
-        attention_forward(k->att, k->asave, k->qkr, B, N, H, dh);
+        linear_forward(k->qkv, y0, P + w->qkv_w, NULL, BN, D, 3 * D);
+        block_qkr(v, a, w, P, qkr, k->qkv, B);
+        attention_forward(k->att, k->asave, qkr, B, N, H, dh);
         linear_forward(k->y1, k->att, P + w->y_w, P + w->y_b, BN, D, D);
-        nn_add(k->y1, k->y1, k->y0, BND);
+        nn_add(k->y1, k->y1, y0, BND);
         // f4 = FFN(y1)
         linear_forward(k->f1, k->y1, P + w->f0_w, P + w->f0_b, BN, D, FD);
-        if (dropout_on) {
-            silu_forward(a->F1, k->f1, (size_t)BN * FD);
-            // Per-sample masks (vit.h): sample b draws from rng_hash(rng_hash(seed, l), first_sample + b).
-            const size_t n1 = (size_t)N * FD;
-            const uint64_t lseed = rng_hash(seed, (uint64_t)l);
-            for (int b = 0; b < B; b++)
-                dropout_forward(k->f3 + b * n1, k->dmask + b * n1, a->F1 + b * n1, n1, c->dropout,
-                                rng_hash(lseed, first_sample + (uint64_t)b));
-        } else {
-            silu_forward(k->f3, k->f1, (size_t)BN * FD);
-        }
-        linear_forward(k->f4, k->f3, P + w->f3_w, P + w->f3_b, BN, FD, D);
+        block_ffn_act(v, a, f3, a->F1, k->f1, B, l, dropout_on, seed, first_sample);
+        linear_forward(k->f4, f3, P + w->f3_w, P + w->f3_b, BN, FD, D);
         // r = (x + c f4)/sqrt(1 + c^2); x' = (r + d s)/sqrt(1 + d^2)
-        gated_residual_forward(k->r, xin, k->f4, mc, B, N, D, 4 * D);
-        gated_residual_forward(xout, k->r, a->s, md, B, N, D, 4 * D);
+        gated_residual_forward(r, xin, k->f4, mc, B, N, D, 4 * D);
+        gated_residual_forward(xout, r, a->s, md, B, N, D, 4 * D);
     }
 
     const float *xl = a->xs + (a->train ? (size_t)c->hid_blocks : 0) * BND;
@@ -419,6 +473,8 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
     a->mod_in = mod;
     a->have_forward = a->train;
     a->dropout_on = dropout_on;
+    a->seed = seed;
+    a->first_sample = first_sample;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,7 +496,10 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
     // out_proj (after the (B, Co, N) -> (B, N, Co) transpose of dout)
     transpose_bcn(a->dtok_out, dout, B, Co, N);
     const float *xl = a->xs + (size_t)c->hid_blocks * BND;
-    float *g0 = a->g0, *g1 = a->g1; // g0: d(block output), g1: d(block input)
+    // g0 holds the running gradient: d(block output) on entry of an iteration, d(block input) at
+    // its end (gated_residual_backward may write dx over dout). The other buffers are scratch
+    // (activation plan): recomputed r -> gr, ln -> gt, y0 -> g1, qkr -> F1, f3 -> F2, mask -> R.
+    float *g0 = a->g0;
     linear_backward(g0, G + v->out_w, G + v->out_b, a->dtok_out, xl, P + v->out_w, BN, D, Co);
     // Gradient-sync hooks (gradsync.h): each row group below is written by exactly one call of this
     // backward, so it is final right after that call: out_proj here, block l at the end of its
@@ -453,19 +512,22 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         const ViTBlockParams *w = &v->blk[l];
         BlockActs *k = &a->blk[l];
         const float *xin = a->xs + (size_t)l * BND;
-        const float *ma = k->ada, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
+        const float *ma = k->ada, *mb = k->ada + D, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
         float *dada = a->dada;
         nn_zero(dada, (size_t)B * 4 * D);
-        // x' = (r + d s)/sqrt(1 + d^2): dr -> gr, ds_part -> gt, dd += (third chunk)
-        gated_residual_backward(a->gr, a->gt, dada + 3 * D, g0, k->r, a->s, md, B, N, D, 4 * D);
+        // x' = (r + d s)/sqrt(1 + d^2), r = (x + c f4)/sqrt(1 + c^2) recomputed into gr:
+        // dr -> g0 (in place), ds_part -> gt, dd += (fourth chunk)
+        gated_residual_forward(a->gr, xin, k->f4, mc, B, N, D, 4 * D);
+        gated_residual_backward(g0, a->gt, dada + 3 * D, g0, a->gr, a->s, md, B, N, D, 4 * D);
         nn_add(a->ds, a->ds, a->gt, BND);
-        // r = (x + c f4)/sqrt(1 + c^2): dx -> g1, df4 -> gt, dc +=
-        gated_residual_backward(g1, a->gt, dada + 2 * D, a->gr, xin, k->f4, mc, B, N, D, 4 * D);
-        // FFN
-        linear_backward(a->F1, G + w->f3_w, G + w->f3_b, a->gt, k->f3, P + w->f3_w, BN, FD, D); // df3
+        // r: dx -> g0 (in place), df4 -> gt, dc += (third chunk)
+        gated_residual_backward(g0, a->gt, dada + 2 * D, g0, xin, k->f4, mc, B, N, D, 4 * D);
+        // FFN: f3 (and the dropout mask) recomputed from f1 into F2 (mask in R, gr/gy1/g1 dead here)
+        block_ffn_act(v, a, a->F2, a->F1, k->f1, B, l, a->dropout_on, a->seed, a->first_sample);
+        linear_backward(a->F1, G + w->f3_w, G + w->f3_b, a->gt, a->F2, P + w->f3_w, BN, FD, D); // df3
         float *df1;
         if (a->dropout_on) {
-            dropout_backward(a->F2, a->F1, k->dmask, (size_t)BN * FD); // d(silu out)
+            dropout_backward(a->F2, a->F1, a->dmask, (size_t)BN * FD); // d(silu out)
             silu_backward(a->F1, a->F2, k->f1, (size_t)BN * FD);
             df1 = a->F1;
         } else {
@@ -475,17 +537,20 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         linear_backward(a->gy1, G + w->f0_w, G + w->f0_b, df1, k->y1, P + w->f0_w, BN, D, FD); // dy1
         // y1 = y0 + y_proj(att): dy0 = dy1 + (MSA path)
         linear_backward(a->gt, G + w->y_w, G + w->y_b, a->gy1, k->att, P + w->y_w, BN, D, D); // datt
-        float *dqkr = a->F2, *dqkv = a->F1; // both free now (3D <= FD or sized max(FD, 3D))
-        attention_backward(dqkr, a->gt, k->qkr, k->att, k->asave, B, N, H, dh);
+        float *qkr = a->F1, *dqkr = a->F2, *dqkv = a->F1; // F1, F2 free now (3D <= their width)
+        block_qkr(v, a, w, P, qkr, k->qkv, B);
+        attention_backward(dqkr, a->gt, qkr, k->att, k->asave, B, N, H, dh);
         if (c->rope) nn_zero(a->dangle, (size_t)N * H2);
-        qk_norm_rope_backward(dqkv, c->rope ? a->dangle : NULL, dqkr, k->qkv, k->qrstd, k->angle, B, N, H, dh,
+        qk_norm_rope_backward(dqkv, c->rope ? a->dangle : NULL, dqkr, k->qkv, a->qrstd, a->angle, B, N, H, dh,
                               c->qk_norm, c->rope);
-        linear_backward(a->gr, G + w->qkv_w, NULL, dqkv, k->y0, P + w->qkv_w, BN, D, 3 * D);
+        float *ln = a->gt, *y0 = a->g1; // recomputed (datt in gt is dead)
+        block_y0(a, y0, ln, xin, ma, mb, B, N, D);
+        linear_backward(a->gr, G + w->qkv_w, NULL, dqkv, y0, P + w->qkv_w, BN, D, 3 * D);
         nn_add(a->gy1, a->gy1, a->gr, BND); // dy0
         // y0 = (1 + a) LN(x) + b
-        modulate_backward(a->gr, dada, dada + D, a->gy1, k->ln, ma, B, N, D, 4 * D); // dln
-        layernorm_backward(a->gt, a->gr, xin, k->mean, k->rstd, BN, D);
-        nn_add(g1, g1, a->gt, BND);
+        modulate_backward(a->gr, dada, dada + D, a->gy1, ln, ma, B, N, D, 4 * D); // dln
+        layernorm_backward(a->gt, a->gr, xin, a->mean, a->rstd, BN, D);
+        nn_add(g0, g0, a->gt, BND);
         // theta: angle = coo @ theta -> dtheta^T (D/2, S) = dangle^T @ coo
         if (c->rope) {
             transpose_bcn(a->thetaT, P + w->theta, 1, S, H2);
@@ -505,9 +570,6 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
             for (int b = 0; b < B; b++) nn_axpy(G + w->ada, 1.0f, dada + (size_t)b * 4 * D, (size_t)4 * D);
         }
         gradsync_ready(grads, w->first, w->end);
-        float *t = g0;
-        g0 = g1;
-        g1 = t;
     }
 
     // x0 = s + pe (pe broadcast over the batch); s is also every block's skip input.

@@ -91,8 +91,9 @@ void vit_destroy(ViT *v);
 // n_m a normalised Gaussian vector of R^S (lola-spec.md 4.2), block by block from rng.
 void vit_init_custom(const ViT *v, float *host_params, Rng *rng);
 
-// Activation floats (backend) for batch B: saved tensors of every block when train = 1 (for
-// vit_backward) plus the backward scratch; a single block's worth when train = 0. Allocates
+// Activation floats (backend) for batch B: when train = 1, every block's matmul outputs and input
+// (vit_backward recomputes the cheap elementwise tensors bit-identically; vit.c "Activation plan")
+// plus the shared scratch; when train = 0, one block's temporaries reused layer to layer. Allocates
 // nothing. Linear in B plus a batch-independent part.
 size_t vit_arena_floats(const ViT *v, int B, int train);
 // Allocates the arena for (B, train) (keeps it when B and train are unchanged). train = 1 also

@@ -566,6 +566,28 @@ static void test_memory(void) {
     dcae_reserve(&m, 2, 32, 32);
     CHECK(m.arena_floats == dcae_arena_floats(&t, 2, 32, 32), "a larger size grows the arena (%zu)", m.arena_floats);
     dcae_destroy(&m);
+    // Inference (dcae_encode / dcae_decode) keeps no backward state: a fresh model decoding
+    // allocates the inference layout only; a later training forward grows it, and encode/decode
+    // then re-plan inside it.
+    int L = t.levels;
+    size_t nz = (size_t)2 * t.lat_channels * (16 >> (L - 1)) * (16 >> (L - 1)), n = (size_t)2 * t.pix_channels * 16 * 16;
+    float *z = nn_alloc(nz), *y = nn_alloc(n);
+    dcae_create(&m, &t);
+    dcae_init_params(&m, 1);
+    dcae_decode(&m, y, z, 2, 16 >> (L - 1), 16 >> (L - 1), 0, 0);
+    size_t ev = dcae_eval_arena_floats(&t, 2, 16, 16), tr = dcae_arena_floats(&t, 2, 16, 16);
+    CHECK(m.arena_floats == ev && ev < tr / 2, "dcae_decode allocates the inference arena (%zu floats < half the training %zu)",
+          ev, tr);
+    dcae_forward(&m, y, 2, 16, 16, DCAE_TRAIN, 1, 0);
+    a0 = m.arena;
+    CHECK(m.arena_floats == tr, "a training forward grows it to the training arena (%zu)", m.arena_floats);
+    dcae_encode(&m, z, y, 2, 16, 16);
+    CHECK(m.arena == a0 && m.arena_floats == tr && !m.have_forward, "encode re-plans inside it (and drops the stored forward)");
+    dcae_destroy(&m);
+    nn_free(z), nn_free(y);
+    double e1 = (double)dcae_eval_arena_floats(&c, 4, 512, 512), t1 = (double)dcae_arena_floats(&c, 4, 512, 512);
+    CHECK(e1 < 0.2 * t1, "paper-era AE at 512 x 512, batch 4: inference arena %.2f GB < 20%% of the training arena %.2f GB",
+          4 * e1 / 1e9, 4 * t1 / 1e9);
 }
 
 // Bad input must end the program with a non-zero status (lola_die); run it in a child process.

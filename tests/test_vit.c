@@ -123,13 +123,15 @@ static void test_flops_memory(void) {
     double me = emu_train_bytes_per_sample(&ce) / (1 << 20), mr = emu_train_bytes_per_sample(&cr) / (1 << 20);
     printf("  activation memory per training sample (%s backend, fp32): DM vit_large Euler %.1f MiB, RB %.1f MiB\n",
            nn_backend_name(), me, mr);
-    // Analytic: per block 26 N D floats (ln, y0, qkv, qkr, att, y1, f1, dropout mask, f3, f4, r
-    // and the block input) + the attention save, plus ~17 N D of stem and backward scratch.
+    // Analytic: per block 11 N D floats (the matmul outputs qkv, att, y1, f1, f4 and the block
+    // input; the elementwise tensors are recomputed in backward, vit.c "Activation plan") + the
+    // attention save, plus ~17 N D of stem and scratch (s, last block output, R = dropout mask
+    // overlay of 4, gt, F1 and F2 of 4 each, g0, ds).
     const EmuConfig *cs[2] = {&ce, &cr};
     double got[2] = {me, mr};
     for (int i = 0; i < 2; i++) {
         double N = vit_tokens(&cs[i]->vit), D = cs[i]->vit.hid_channels, H = cs[i]->vit.heads;
-        double est = 4.0 * (16 * (26 * N * D + (double)attention_save_floats(1, (int)N, (int)H)) + 17 * N * D) / (1 << 20);
+        double est = 4.0 * (16 * (11 * N * D + (double)attention_save_floats(1, (int)N, (int)H)) + 17 * N * D) / (1 << 20);
         CHECK(fabs(got[i] - est) <= 0.05 * est, "%s memory per sample %.0f MiB within 5%% of the analytic %.0f MiB",
               i ? "RB" : "Euler", got[i], est);
     }
@@ -530,10 +532,12 @@ typedef struct {
     float *params, *out, *x, *cond, *mod, *w;
     int B;
     size_t nout;
+    int train;              // 1: training forward (dropout masks from seed, first)
+    uint64_t seed, first;
 } VitCase;
 
 static double vit_case_loss(VitCase *c) {
-    vit_forward(c->v, c->params, c->out, c->x, c->cond, c->mod, c->B, 0, 0, 0);
+    vit_forward(c->v, c->params, c->out, c->x, c->cond, c->mod, c->B, c->train, c->seed, c->first);
     float *o = to_host(c->out, c->nout), *w = to_host(c->w, c->nout);
     double s = 0;
     for (size_t i = 0; i < c->nout; i++) s += (double)o[i] * w[i];
@@ -585,7 +589,7 @@ static void test_vit_inputs(void) {
     for (size_t i = 0; i < nm; i++) hm[i] = (float)rng_normal(&r);
     for (size_t i = 0; i < no; i++) hw[i] = (float)rng_normal(&r);
     VitCase vc = {&v, to_backend(host, t.total), nn_alloc(no), to_backend(hx, nx), to_backend(hc, nc), to_backend(hm, nm),
-                  to_backend(hw, no), B, no};
+                  to_backend(hw, no), B, no, 0, 0, 0};
     float *grads = nn_alloc(t.total), *dmod = nn_alloc(nm), *dx = nn_alloc(nx);
     vit_reserve(&v, B, 1);
     vit_forward(&v, vc.params, vc.out, vc.x, vc.cond, vc.mod, B, 1, 0, 0);
@@ -610,6 +614,16 @@ static void test_vit_inputs(void) {
     for (size_t i = 0; i < no / 2; i++) d40 = fmax(d40, fabs(o40[i] - o41[i]));
     CHECK(bs <= 1.0 && d40 > 1e-3, "dropout 0.3: sample 1 of B = 2 at position 40 == alone at 41 (budget %.1f%%), "
           "!= alone at 40 (max diff %.3g)", 100 * bs, d40);
+    // With dropout on, vit_backward recomputes the FFN masks (and the other elementwise tensors)
+    // from the forward's seed: the gradients must still be those of the masked forward.
+    vit_reserve(&v, B, 1);
+    vc.train = 1, vc.seed = 9, vc.first = 40;
+    vit_forward(&v, vc.params, vc.out, vc.x, vc.cond, vc.mod, B, 1, vc.seed, vc.first);
+    vit_backward(&v, vc.params, grads, dmod, dx, vc.w, B);
+    free(gdx), free(gdm);
+    gdx = to_host(dx, nx), gdm = to_host(dmod, nm);
+    for (int i = 0; i < 3; i++) fd_input(&vc, vc.x, ix[i], gdx[ix[i]], "dx (dropout 0.3)");
+    for (int i = 0; i < 3; i++) fd_input(&vc, vc.mod, im[i], gdm[im[i]], "dmod (dropout 0.3)");
     free(o2);
     free(o41);
     free(o40);

@@ -36,7 +36,8 @@
 // Sizes (--size): paper (default on CUDA builds) = the shapes above; small (default on CPU builds)
 // and tiny shrink widths, depths, resolution, batch and members through config overrides (SIZES
 // below) but run exactly the same code; the reference columns are then not comparable (no ratio).
-// --set key=value (repeatable) adds config overrides after the size's own.
+// --set key=value (repeatable) adds config overrides after the size's own; with any --set the
+// reference columns are not comparable either (no ratio, also at the paper size).
 //
 // Measurement: each workload runs in its own child process (fork; the parent never initialises
 // the backend), so its peak memory is its own and a failure (e.g. out of device memory: nn_alloc
@@ -319,6 +320,8 @@ static double anchor_get(const Anchor *a, const char *key) {
         lola_die_hint("use the reference file of this repository (tools/anchor-pytorch-h200.json) or --no-anchor",
                       "reference file '%s': key '%s' not found", a->path, key);
     if (found != 1 || !isfinite(v)) lola_die("reference file '%s': key '%s' is not a finite number", a->path, key);
+    // Every reference figure is a speed, a time or a memory size.
+    if (v <= 0) lola_die("reference file '%s': key '%s' is %g, expected a positive number", a->path, key, v);
     return v;
 }
 
@@ -936,7 +939,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
     double Pe = (double)probe.table.total, Pa = e.with_ae ? (double)dcae_param_count(&dc) : 0;
     double need = 4.0 * (2 * Pe + (double)emu_arena_floats(&probe, e.members, 0) + 4.0 * nwin);
     emu_destroy(&probe);
-    if (e.with_ae) need += 4.0 * (2 * Pa + (double)dcae_arena_floats(&dc, e.chunk, H, W));
+    if (e.with_ae) need += 4.0 * (2 * Pa + (double)dcae_eval_arena_floats(&dc, e.chunk, H, W)); // decode only
     r->batch = e.members, r->params = Pe + Pa;
     if (!memory_fits(need, r)) return;
     emu_create(&e.emu, &ec);
@@ -1155,10 +1158,16 @@ static int print_model_checks(const Configs *cs) {
     return bad;
 }
 
+// The reference figures are comparable only at the paper size with the configs as they are (no --set).
+static int comparable(const Opts *o) { return !strcmp(o->size->name, "paper") && o->n_sets == 0; }
+
 static void print_table(const Opts *o, const Anchor *a, const int *sel, const Result *res) {
-    int paper = !strcmp(o->size->name, "paper");
+    int paper = comparable(o);
     printf("\n== bench-lola: size %s%s ==\n", o->size->name,
-           paper ? "" : " (the reference columns are the PyTorch H200 figures at the paper sizes: not comparable, no ratio)");
+           paper ? ""
+           : strcmp(o->size->name, "paper")
+               ? " (the reference columns are the PyTorch H200 figures at the paper sizes: not comparable, no ratio)"
+               : " (--set changed the paper configs: the reference columns are not comparable, no ratio)");
     printf("%-10s %-16s %9s %8s %8s %8s %7s %7s %8s %9s %8s %s\n", "workload", "unit", "ours", "ref-TF32", "ref-bf16", "ref-best", "goal",
            "x-best", "MFU", "peak-GB", "ref-GB", "status");
     char b[12][32];
@@ -1189,9 +1198,27 @@ static void print_table(const Opts *o, const Anchor *a, const int *sel, const Re
            o->peak_tflops);
 }
 
+// s as a JSON string (quotes and backslashes escaped, control characters as spaces).
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') fputc('\\', f);
+        fputc((unsigned char)*p >= 0x20 ? *p : ' ', f);
+    }
+    fputc('"', f);
+}
+
 static void print_results(const Opts *o, const Anchor *a, const int *sel, const Result *res, FILE *json) {
-    int paper = !strcmp(o->size->name, "paper");
-    if (json) fprintf(json, "{\n \"tool\": \"bench-lola\",\n \"size\": \"%s\",\n \"peak_tflops\": %g,\n \"workloads\": [", o->size->name, o->peak_tflops);
+    int paper = comparable(o);
+    if (json) {
+        fprintf(json, "{\n \"tool\": \"bench-lola\",\n \"size\": \"%s\",\n \"peak_tflops\": %g,\n \"sets\": [", o->size->name,
+                o->peak_tflops);
+        for (int i = 0; i < o->n_sets; i++) {
+            if (i) fprintf(json, ", ");
+            json_string(json, o->sets[i]);
+        }
+        fprintf(json, "],\n \"workloads\": [");
+    }
     int first = 1;
     for (int i = 0; i < N_WORKLOADS; i++) {
         if (!sel[i]) continue;
@@ -1227,18 +1254,21 @@ static void print_results(const Opts *o, const Anchor *a, const int *sel, const 
             JNUM("mfu", r->status == 1 ? r->mfu : NAN);
             JNUM("peak_gb", r->peak_gb);
             JNUM("maxrss_mb", r->maxrss_mb);
+            fprintf(json, ", \"threads\": %d", r->threads);
+#ifndef LOLA_BACKEND_CUDA
+            JNUM("cpu_value", r->status == 1 ? r->cpu_value : NAN);
+#endif
             JNUM("ref_tf32", f.tf32);
             JNUM("ref_bf16", f.bf16);
             JNUM("ref_best", f.best);
             JNUM("ref_peak_gb", f.mem_tf32);
             JNUM("goal", w->goal > 0 ? w->goal : NAN);
             JNUM("ratio_best", ratio);
-            fprintf(json, ", \"note\": \"");
-            for (const char *p = r->note; *p; p++) {
-                if (*p == '"' || *p == '\\') fputc('\\', json);
-                fputc((unsigned char)*p >= 0x20 ? *p : ' ', json);
-            }
-            fprintf(json, "\", \"backend\": \"%s\"}", r->backend);
+            fprintf(json, ", \"note\": ");
+            json_string(json, r->note);
+            fprintf(json, ", \"backend\": ");
+            json_string(json, r->backend);
+            fprintf(json, "}");
 #undef JNUM
             first = 0;
         }
@@ -1283,6 +1313,13 @@ int main(int argc, char **argv) {
            o.seconds, o.max_seconds, o.max_seconds > 0 ? "" : " (no limit)");
     int bad = print_model_checks(&cs);
     printf("\n");
+    // The --json file is opened before the workloads run, so a bad path fails in seconds, not after
+    // a whole benchmark.
+    FILE *json = NULL;
+    if (o.json) {
+        json = fopen(o.json, "w");
+        if (!json) lola_die("bench-lola: cannot write --json '%s': %s", o.json, strerror(errno));
+    }
 
     // Results live in shared memory written by the children.
     Result *res = mmap(NULL, sizeof(Result) * N_WORKLOADS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1306,13 +1343,9 @@ int main(int argc, char **argv) {
     }
     print_table(&o, a, sel, res);
     printf("backend: %s\n", backend[0] ? backend : "(no workload started)");
-    FILE *json = NULL;
-    if (o.json) {
-        json = fopen(o.json, "w");
-        if (!json) lola_die("bench-lola: cannot write --json '%s': %s", o.json, strerror(errno));
-    }
     print_results(&o, a, sel, res, json);
     if (json && fclose(json) != 0) lola_die("bench-lola: writing '%s' failed", o.json);
+    fflush(stdout); // the RESULT lines before the closing messages on stderr (one log for both)
     if (bad) fprintf(stderr, "bench-lola: the paper configs' parameter counts or FLOPs differ from lola-spec.md (MISMATCH above)\n");
     if (failed) fprintf(stderr, "bench-lola: at least one workload failed (see its note)\n");
     return bad || failed ? 1 : 0;

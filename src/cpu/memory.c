@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cblas.h>
 
+#include "common.h"
 #include "cpu.h"
 #include "nn.h"
 
@@ -28,6 +30,16 @@ void cpu_ensure_init(void) {
     cpu_nthreads = omp_get_max_threads();
     if (cpu_nthreads < 1) cpu_nthreads = 1;
     cpu_initialised = 1;
+#ifndef LOLA_CPU_RENAME_H // not in the renamed copies (the GPU tests' reference, the fenced build)
+    // The CUDA backend's precision switches (cuda/nn_cuda.h) do not exist here: say so once rather
+    // than let a user believe a CPU run used them.
+    static int warned = 0; // once per process (nn_init initialises again)
+    const char *prec = getenv("LOLA_PRECISION"), *tf32 = getenv("LOLA_TF32");
+    if (!warned++ && ((prec && prec[0] && strcasecmp(prec, "fp32")) || (tf32 && tf32[0] && strcmp(tf32, "0"))))
+        log_info("warning: LOLA_PRECISION=%s LOLA_TF32=%s ignored: the CPU backend computes in fp32 (the switches are "
+                 "for CUDA builds, cuda/README.md)\n",
+                 prec ? prec : "(unset)", tf32 ? tf32 : "(unset)");
+#endif
 }
 
 int cpu_threads(void) {

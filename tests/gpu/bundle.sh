@@ -140,10 +140,11 @@ EOF
 for name in "${names[@]}"; do
     cat >"$B.tmp/$name" <<'EOF'
 #!/bin/sh
-# lola-c GPU bundle wrapper: runs bin/<this name> with the bundle's libraries (env.sh).
-LOLA_BUNDLE_SELF=$0
-. "$(dirname "$0")/env.sh"
-exec "$LOLA_BUNDLE/bin/$(basename "$0")" "$@"
+# lola-c GPU bundle wrapper: runs bin/<this name> with the bundle's libraries (env.sh); a symbolic
+# link to it works too.
+LOLA_BUNDLE_SELF=$(readlink -f "$0" 2>/dev/null || echo "$0")
+. "$(dirname "$LOLA_BUNDLE_SELF")/env.sh"
+exec "$LOLA_BUNDLE/bin/$(basename "$LOLA_BUNDLE_SELF")" "$@"
 EOF
     chmod +x "$B.tmp/$name"
 done

@@ -158,7 +158,7 @@ export BUNDLE
 if [ "$DRY" = 1 ]; then
     step binaries 15 0 "$OUT/binaries.log" bash -c bundle_check
     echo "[dry-run]           (bundle $BUNDLE: $([ -d "$BUNDLE" ] && echo "present: $(ls "$BUNDLE/bin" | tr '\n' ' ')" || echo "MISSING: run make gpu-bundle and carry it"))"
-    echo "[dry-run]           (no runnable test_gpu_ops in it: tests/gpu/build.sh $OUT/build (200 s), then make gpu-tests, then a carried build/tests/gpu/test_gpu_ops)"
+    echo "[dry-run]           (if it has no runnable test_gpu_ops: tests/gpu/build.sh $OUT/build (200 s), then make gpu-tests, then a carried build/tests/gpu/test_gpu_ops)"
     BIN=$BUNDLE/test_gpu_ops
     for n in lola lola-cpu well-euler test_gpu_ops test_nccl bench-lola; do BUNDLED[$n]=1; done
 elif [ -d "$BUNDLE/bin" ]; then
@@ -210,8 +210,8 @@ if [ -n "$BIN" ] && want tests; then
         echo "[dry-run]            each, CUDA_LAUNCH_BLOCKING=1, limit 45s, reserve 120s, logs tests-SECTION.log)"
     else
         nodev_check "$OUT/tests.log"
-        if [ -n "$NODEV" ]; then
-            :
+        if [ -n "$NODEV" ] || [ "$rc_tests" = 200 ]; then
+            : # no device, or skipped for lack of time (no log): nothing to rerun
         elif ! grep -qE '^# [0-9]+ passed' "$OUT/tests.log"; then
             note "   the full test run ended early (crash or timeout): rerunning each section alone"
             TEST_LOGS=()
@@ -226,6 +226,7 @@ if [ -n "$BIN" ] && want tests; then
         fi
         p=$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -c '^PASS '); f=$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -c '^FAIL ')
         if [ -n "$NODEV" ]; then result tests FAIL "no CUDA device ($NODEV)"
+        elif [ "$rc_tests" = 200 ]; then TEST_LOGS=(); result tests SKIP "no time left"
         elif [ "$rc_tests" = 0 ] && [ "$f" = 0 ] && [ "$p" -gt 0 ]; then result tests PASS "$p checks passed"
         else result tests FAIL "$p passed, $f failed, $(why "$rc_tests")"; fi
     fi
@@ -283,6 +284,8 @@ if ! gpu_skip nccl test_nccl; then
         rc2=$?
     fi
     if [ "$DRY" = 0 ]; then
+        nodev_check "$OUT/nccl.log"
+        nodev_check "$OUT/nccl-mpi.log"
         np=$(cat "$OUT"/nccl*.log 2>/dev/null | grep -c '^PASS '); nf=$(cat "$OUT"/nccl*.log 2>/dev/null | grep -c '^FAIL ')
         if [ "$rc1" = 0 ] && { [ "$rc2" = 0 ] || [ "$rc2" = - ]; } && [ "$nf" = 0 ]; then
             result nccl PASS "$np checks passed (direct: exit 0; mpirun -np 1: $([ "$rc2" = - ] && echo "no mpirun" || echo "exit 0"))"
@@ -298,6 +301,7 @@ if [ -n "$BIN" ] && ! gpu_skip ops-bench ""; then
     step ops-bench 90 45 "$OUT/bench.log" "$BIN" --no-tests "$mode"
     rc_bench=$?
     if [ "$DRY" = 0 ]; then
+        nodev_check "$OUT/bench.log"
         if [ "$rc_bench" = 0 ]; then result ops-bench PASS "$mode: $(grep -c '^BENCH' "$OUT/bench.log") timings"
         elif [ "$rc_bench" = 200 ]; then result ops-bench SKIP "no time left"
         elif [ "$rc_bench" = 124 ] || [ "$rc_bench" = 137 ]; then
@@ -318,6 +322,7 @@ if ! gpu_skip bench bench-lola; then
         --max-seconds "$per" --json "$OUT/bench-lola.json"
     rc=$?
     if [ "$DRY" = 0 ]; then
+        nodev_check "$OUT/bench-lola.log"
         ok=$(grep -c '^RESULT .*status=ok' "$OUT/bench-lola.log"); all=$(grep -c '^RESULT ' "$OUT/bench-lola.log")
         if [ "$rc" = 0 ]; then result bench PASS "$ok of $all workloads measured, --max-seconds $per each"
         elif [ "$rc" = 200 ]; then result bench SKIP "no time left"
@@ -383,7 +388,7 @@ fi
 for l in "$OUT"/nccl*.log; do
     [ -f "$l" ] || continue
     note "== ${l##*/}"
-    grep -E '^FAIL |^PASS |^# |^error|^HINT' "$l" | head -20 | tee -a "$OUT/summary.txt"
+    grep -E '^FAIL |^PASS |^# |^error|^HINT' "$l" | awk '!seen[$0]++' | head -20 | tee -a "$OUT/summary.txt"
 done
 if [ -f "$OUT/bench.log" ]; then
     note "== op timings (bench.log)"
@@ -391,7 +396,7 @@ if [ -f "$OUT/bench.log" ]; then
 fi
 if [ -f "$OUT/bench-lola.log" ]; then
     note "== bench-lola (bench-lola.log, bench-lola.json)"
-    grep -E '^RESULT|^error|^HINT' "$OUT/bench-lola.log" | tee -a "$OUT/summary.txt"
+    grep -E '^RESULT|^error|^HINT' "$OUT/bench-lola.log" | awk '!seen[$0]++' | tee -a "$OUT/summary.txt"
 fi
 if [ -f "$OUT/memcheck.log" ]; then
     note "== memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
