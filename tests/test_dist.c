@@ -16,18 +16,8 @@
 #include "common.h"
 #include "dist.h"
 #include "test.h"
+#include "test_mpi.h"
 
-static int g_fail_any = 0;
-
-// cond evaluated on every rank; passes only when it holds on all of them.
-#define CHECK_ALL(cond, ...)                                                                       \
-    do {                                                                                           \
-        int local_ok_ = (cond) ? 1 : 0;                                                            \
-        if (!local_ok_) printf("  rank %d: check failed here\n", dist_rank());                     \
-        int all_ok_ = dist_all(local_ok_);                                                         \
-        if (!all_ok_) g_fail_any = 1;                                                              \
-        if (dist_rank() == 0) CHECK(all_ok_, __VA_ARGS__);                                         \
-    } while (0)
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -129,7 +119,7 @@ static int run_checks(void) {
 
     dist_barrier();
     CHECK_ALL(1, "dist_barrier returns");
-    return g_fail_any;
+    return test_mpi_failed();
 }
 
 int main(int argc, char **argv) {

@@ -26,6 +26,7 @@
 #include "nn.h"
 #include "rng.h"
 #include "test.h"
+#include "test_mpi.h"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -356,15 +357,6 @@ static void test_emu_hooks(EmuKind kind, int label, const char *name) {
 // ---------------------------------------------------------------------------------------------
 // Under MPI
 
-static int g_fail_any = 0;
-#define CHECK_ALL(cond, ...)                                                                       \
-    do {                                                                                           \
-        int local_ok_ = (cond) ? 1 : 0;                                                            \
-        if (!local_ok_) printf("  rank %d: check failed here\n", dist_rank());                     \
-        int all_ok_ = dist_all(local_ok_);                                                         \
-        if (!all_ok_) g_fail_any = 1;                                                              \
-        if (dist_rank() == 0) CHECK(all_ok_, __VA_ARGS__);                                         \
-    } while (0)
 
 static uint64_t hash_bytes(const void *p, size_t n) {
     const unsigned char *c = (const unsigned char *)p;
@@ -478,7 +470,7 @@ int main(int argc, char **argv) {
             return 0;
         }
         test_mpi();
-        int rc = dist_rank() == 0 ? test_summary() : (g_fail_any ? 1 : 0);
+        int rc = dist_rank() == 0 ? test_summary() : (test_mpi_failed() ? 1 : 0);
         dist_finalize();
         return rc;
     }

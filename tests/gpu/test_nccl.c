@@ -38,17 +38,8 @@
 #include "nn.h"
 #include "rng.h"
 #include "test.h"
+#include "test_mpi.h"
 
-static int g_fail_any = 0;
-// cond evaluated on every rank; passes only when it holds on all of them (printed by rank 0).
-#define CHECK_ALL(cond, ...)                                                                       \
-    do {                                                                                           \
-        int local_ok_ = (cond) ? 1 : 0;                                                            \
-        if (!local_ok_) printf("  rank %d: check failed here\n", dist_rank());                     \
-        int all_ok_ = dist_all(local_ok_);                                                         \
-        if (!all_ok_) g_fail_any = 1;                                                              \
-        if (dist_rank() == 0) CHECK(all_ok_, __VA_ARGS__);                                         \
-    } while (0)
 
 static const char *g_self = NULL; // argv[0], for the child processes
 
@@ -312,7 +303,7 @@ int main(int argc, char **argv) {
     gradsync_destroy(gs);
     nn_free(g);
     if (!one && dist_rank() == 0) printf("# error and timeout paths: run test_nccl as one process (no mpirun)\n");
-    int rc = dist_rank() == 0 ? test_summary() : (g_fail_any ? 1 : 0);
+    int rc = dist_rank() == 0 ? test_summary() : (test_mpi_failed() ? 1 : 0);
     dist_finalize();
     return rc;
 #endif
