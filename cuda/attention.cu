@@ -18,6 +18,12 @@
 
 #include "precision.cuh"
 
+// The fused kernels (flash_attention.cu, LOLA_ATTENTION=flash|auto): 1 when they ran the call, 0
+// when this file's GEMM path must (fp32 mode, unsupported head size or device).
+int lcu_flash_attention_forward(float *out, float *save, const float *qkv, int B, int N, int H, int dh);
+int lcu_flash_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *save,
+                                 int B, int N, int H, int dh);
+
 #define ATT_WARPS 8
 // Largest score buffer (floats) of one head chunk; nn_cuda_set_attention_chunk changes it (tests).
 static size_t att_cap_floats = (size_t)64 << 20;
@@ -183,6 +189,7 @@ static void attention_backward_bf16(float *dqkv, const float *dout, const float 
 extern "C" void attention_forward(float *out, float *save, const float *qkv, int B, int N, int H, int dh) {
     check_att("attention_forward", B, N, H, dh);
     lcu_ensure_init();
+    if (lcu_flash_attention_forward(out, save, qkv, B, N, H, dh)) return;
     if (nn_cuda_precision() == NN_PREC_BF16) {
         attention_forward_bf16(out, save, qkv, B, N, H, dh);
         return;
@@ -212,6 +219,7 @@ extern "C" void attention_backward(float *dqkv, const float *dout, const float *
     check_att("attention_backward", B, N, H, dh);
     if (!dqkv) return;
     lcu_ensure_init();
+    if (lcu_flash_attention_backward(dqkv, dout, qkv, out, save, B, N, H, dh)) return;
     if (nn_cuda_precision() == NN_PREC_BF16) {
         attention_backward_bf16(dqkv, dout, qkv, out, save, B, N, H, dh);
         return;

@@ -59,7 +59,7 @@ static struct {
     cudaStream_t stream;
     cublasHandle_t cublas;
     cudnnHandle_t cudnn; // NULL if unavailable
-    int prec, gemm_impl, det, conv_impl, verbose;
+    int prec, gemm_impl, det, conv_impl, verbose, attn_impl;
     char device_name[256];
     char name[512];
 } G;
@@ -104,6 +104,18 @@ static int env_gemm_impl(void) {
     return NN_GEMM_AUTO;
 }
 
+static const char *attn_names[] = {"gemm", "flash", "auto"};
+
+// LOLA_ATTENTION=gemm|flash|auto (nn_cuda.h; flash_attention.cu).
+static int env_attention_impl(void) {
+    const char *s = getenv("LOLA_ATTENTION");
+    if (!s || !s[0]) return NN_ATTN_GEMM;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, attn_names[i])) return i;
+    lola_die("LOLA_ATTENTION='%s': expected gemm, flash or auto", s);
+    return NN_ATTN_GEMM;
+}
+
 // Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
 // LOLA_CUDA_VERBOSE=1. Safe to call more than once (later calls keep the first device).
 extern "C" void nn_init(int local_rank) {
@@ -124,6 +136,7 @@ extern "C" void nn_init(int local_rank) {
     G.stream = 0; // the legacy default stream: ordered with cudaMemcpy and every library call
     G.prec = env_precision();
     G.gemm_impl = env_gemm_impl();
+    G.attn_impl = env_attention_impl();
     G.det = env_int("LOLA_DETERMINISTIC", 0) != 0;
     G.verbose = env_int("LOLA_CUDA_VERBOSE", 0) != 0;
     const char *conv = getenv("LOLA_CONV");
@@ -148,11 +161,12 @@ extern "C" void nn_init(int local_rank) {
     int cbv = 0;
     cublasGetVersion(G.cublas, &cbv);
     size_t dnn = G.cudnn ? cudnnGetVersion() : 0;
-    snprintf(G.name, sizeof G.name, "cuda (%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu; %s%s)",
+    snprintf(G.name, sizeof G.name, "cuda (%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu; %s%s%s%s)",
              prop.name, prop.major, prop.minor, prop.multiProcessorCount,
              prop.totalGlobalMem / 1073741824.0, rt / 1000, (rt % 1000) / 10, cbv,
              G.cudnn ? "" : "n/a ", dnn, G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec],
-             G.det ? ", deterministic" : "");
+             G.det ? ", deterministic" : "", G.attn_impl != NN_ATTN_GEMM ? ", attention " : "",
+             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "");
     if (G.verbose) fprintf(stderr, "[cuda] device %d of %d: %s\n", G.device, count, G.name);
 }
 
@@ -201,6 +215,19 @@ extern "C" void nn_cuda_set_gemm_impl(int impl) {
 extern "C" int nn_cuda_gemm_impl(void) {
     lcu_ensure_init();
     return G.gemm_impl;
+}
+extern "C" void nn_cuda_set_attention_impl(int impl) {
+    lcu_ensure_init();
+    if (impl != NN_ATTN_GEMM && impl != NN_ATTN_FLASH && impl != NN_ATTN_AUTO)
+        lola_die("nn_cuda_set_attention_impl: bad value %d", impl);
+    G.attn_impl = impl;
+}
+extern "C" int nn_cuda_attention_impl(void) {
+    lcu_ensure_init();
+    return G.attn_impl;
+}
+extern "C" const char *nn_cuda_attention_impl_name(int impl) {
+    return impl >= NN_ATTN_GEMM && impl <= NN_ATTN_AUTO ? attn_names[impl] : "?";
 }
 extern "C" void nn_cuda_set_tf32(int on) { nn_cuda_set_precision(on ? NN_PREC_TF32 : NN_PREC_FP32); }
 extern "C" void nn_cuda_set_deterministic(int on) {

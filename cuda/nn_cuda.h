@@ -28,6 +28,15 @@
 //   LOLA_CUDNN_FIND=1     pick cuDNN algorithms by benchmarking (cudnnFind*) instead of heuristics
 //   LOLA_CONV_WS_MB=N     largest cuDNN workspace in MiB (default 1024)
 //   LOLA_CUDA_VERBOSE=1   print the device and the chosen conv algorithms
+//   LOLA_ATTENTION=gemm|flash|auto  engine of attention_forward/backward (default gemm):
+//                         gemm   strided-batched GEMMs + softmax kernels (attention.cu), every mode;
+//                         flash  fused FlashAttention-2 style kernels on tensor cores (WMMA,
+//                                flash_attention.cu) in tf32 and bf16 mode for head sizes 16, 32,
+//                                64, 128; fp32 mode, other head sizes and devices below compute
+//                                capability 8.0 use the GEMM path (one note/warning each);
+//                         auto   flash where it applies, silently the GEMM path elsewhere.
+//                         Both engines save the same log-sum-exp, so forward and backward may
+//                         differ.
 #ifndef LOLA_NN_CUDA_H
 #define LOLA_NN_CUDA_H
 
@@ -40,6 +49,7 @@ extern "C" {
 enum { NN_CONV_CUDNN = 0, NN_CONV_IM2COL = 1 };
 enum { NN_PREC_FP32 = 0, NN_PREC_TF32 = 1, NN_PREC_BF16 = 2 };
 enum { NN_GEMM_AUTO = 0, NN_GEMM_CUBLAS = 1, NN_GEMM_LT = 2 };
+enum { NN_ATTN_GEMM = 0, NN_ATTN_FLASH = 1, NN_ATTN_AUTO = 2 };
 
 // Precision (NN_PREC_*), takes effect for the next GEMM / convolution call.
 void nn_cuda_set_precision(int prec);
@@ -83,6 +93,12 @@ long nn_cuda_conv_fallback_calls(void);
 // Largest attention score buffer per head chunk, in floats (0 = default 64 Mi). Smaller values
 // force more, smaller chunks (tests use it to exercise the chunking).
 void nn_cuda_set_attention_chunk(size_t floats);
+// Attention engine (NN_ATTN_*, LOLA_ATTENTION above), takes effect for the next attention call.
+void nn_cuda_set_attention_impl(int impl);
+int nn_cuda_attention_impl(void);
+const char *nn_cuda_attention_impl_name(int impl); // "gemm", "flash", "auto"
+// Number of attention_forward / attention_backward calls that ran the flash kernels.
+void nn_cuda_flash_attention_stats(long *fwd, long *bwd);
 
 #ifdef __cplusplus
 }

@@ -5,15 +5,27 @@
 #  b. the paper configs' parameter counts are printed and equal lola-spec.md's exact counts, and the
 #     FLOP model agrees with the spec (no MISMATCH);
 #  c. the reference columns carry the anchor's values (table: 26.5 / 40.5 / 60.3 for ae-euler;
-#     RESULT ref_* equal to the JSON numbers), the ratio is marked not comparable at tiny size;
+#     RESULT ref_* equal to the JSON numbers) in the column of their setting: dit-euler's ref-TF32 is
+#     the eager TF32 figure (48.4) and the compiled TF32 one (59.8) is ref-other; the eval/window
+#     figures (no recorded precision) are ref-other, not TF32; the table prints each row's settings;
+#     at tiny size the goal and the ratio are "n/c" (no goal next to "ok"), RESULT goal=nan
+#     comparable=0; loss= only on training rows (none on eval/window rows);
 #  d. bad inputs fail with a message naming the problem: missing --anchor file, malformed JSON, a
 #     missing key, a negative reference figure, an unwritable --json path (before any workload runs),
-#     an unknown --workload, an unknown --size; --no-anchor runs without references;
+#     an unknown --workload, an unknown --size; a bad --set exits 2 naming the user's own --set
+#     (text and position, not the index among the size preset's overrides); --no-anchor runs
+#     without references;
 #  e. --max-seconds too small for one round skips the workload with the reason (exit 0); at paper
-#     size a workload that cannot fit in memory (dit-euler) is skipped with both numbers (when it cannot fit);
+#     size a workload that cannot fit in memory (dit-euler) is skipped with both numbers (when it cannot fit),
+#     and that comparable run shows the goal (>=300) and comparable=1;
 #  f. the tool finds the configs and the reference from another working directory (fresh clone);
 #     --set overrides reach the models (eval.samples -> the window's members); with --set at the
-#     paper size the reference is marked not comparable (no ratio) and the JSON lists the overrides.
+#     paper size the reference is marked not comparable (no ratio) and the JSON lists the overrides;
+#  g. tests/gpu/run.sh --dry-run (the GPU script's plan; no GPU needed): the reserves each step keeps
+#     for the later ones are the fixed ones at RUN_BUDGET=360 (tests 120, models 60, nccl 60,
+#     ops-bench 45) and shrink in proportion below it (150: 50/25/25/18; 90: 30/15/15/11), so the op
+#     tests get a real limit even at 90 s, also in the worst case (every earlier step using its
+#     whole limit).
 # Prints PASS/FAIL lines; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -56,7 +68,7 @@ sys.exit(0 if ok else 1)
 EOF
     check "a: $w: table row with status ok" grep -qE "^$w +[^ ]+ +[0-9.e+-]+ .* ok$" "$T/out"
 done
-check "a: --json lists every workload with status ok and the anchor's values" python3 - "$T/b.json" "$ANCHOR" "${W[@]}" <<'EOF'
+check "a: --json lists every workload with status ok, the anchor's values, comparable false, no goal, the settings" python3 - "$T/b.json" "$ANCHOR" "${W[@]}" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1])); a = json.load(open(sys.argv[2])); names = sys.argv[3:]
 got = {w['workload']: w for w in d['workloads']}
@@ -64,6 +76,11 @@ assert d['size'] == 'tiny' and sorted(got) == sorted(names), (d['size'], sorted(
 assert all(w['status'] == 'ok' and w['value'] > 0 for w in got.values())
 assert abs(got['ae-euler']['ref_tf32'] - a['paper_era']['ae_paper_euler_train_tf32_samples_per_s']) < 1e-6
 assert got['ae-euler']['ratio_best'] is None      # not comparable at tiny size
+assert all(w['comparable'] is False and w['goal'] is None for w in got.values())
+assert abs(got['dit-euler']['ref_other'] - a['dit_train_compiled_tf32_samples_per_s']) < 1e-6
+assert abs(got['dit-euler']['ref_tf32'] - a['dit_train_eager_tf32_samples_per_s']) < 1e-6
+assert got['eval-dm']['ref_tf32'] is None and 'precision not recorded' in got['eval-dm']['ref_settings']
+assert 'loss' in got['dit-rb'] and 'loss' not in got['window1']
 EOF
 
 # b. parameter counts and FLOP model of the paper configs
@@ -76,27 +93,60 @@ check "b: FLOP model AE encoder Euler 700.8 GFLOP and vit_large Euler ~631 GFLOP
     eval 'grep -qE "AE encoder, Euler .* 700\.8 GF +spec +700\.8 GF" "$T/out" && grep -qE "DM vit_large, Euler .* 631\.[0-9] GF +spec +631\.3 GF" "$T/out"'
 
 # c. reference columns
-check "c: ae-euler row shows the anchor's TF32 / bf16 / best (26.5 40.5 60.3) and memory 39.8/19.6" \
-    grep -qE "^ae-euler +samples/s +[^ ]+ +26\.5 +40\.5 +60\.3 +>=100 +n/c .* 39\.8/19\.6 ok" "$T/out"
-check "c: eval-dm row shows 25.9 ms, window16 1201 ms, window1 148.0 ms" \
-    eval 'grep -qE "^eval-dm .* 25\.9 " "$T/out" && grep -qE "^window16 .* 1201 " "$T/out" && grep -qE "^window1 .* 148\.0 " "$T/out"'
-check "c: RESULT ref_tf32/ref_best equal the anchor file's numbers" python3 - "$T/out" "$ANCHOR" <<'EOF'
+check "c: ae-euler row shows the anchor's TF32 / bf16 / best (26.5 40.5 60.3), goal and ratio n/c, memory 39.8/19.6" \
+    grep -qE "^ae-euler +samples/s +[^ ]+ +26\.5 +40\.5 +60\.3 +- +n/c +n/c .* 39\.8/19\.6 ok" "$T/out"
+check "c: dit-euler row: ref-TF32 48.4 (eager), ref-bf16 121.4, ref-best 199.4, ref-other 59.8 (compiled TF32)" \
+    grep -qE "^dit-euler +samples/s +[^ ]+ +48\.4 +121\.4 +199\.4 +59\.8 +n/c +n/c " "$T/out"
+check "c: eval-dm 25.9 ms, window16 1201 ms, window1 148.0 ms in ref-other, TF32/bf16/best empty" \
+    eval 'grep -qE "^eval-dm +[^ ]+ +[^ ]+ +- +- +- +25\.9 +n/c +n/c " "$T/out" && grep -qE "^window16 +[^ ]+ +[^ ]+ +- +- +- +1201 +n/c " "$T/out" &&
+          grep -qE "^window1 +[^ ]+ +[^ ]+ +- +- +- +148\.0 +n/c " "$T/out"'
+check "c: no goal (>= / <=) on any table row at tiny size; every goal column n/c or - (window-ns has none)" python3 - "$T/out" "${W[@]}" <<'EOF'
+import sys
+names = set(sys.argv[2:]); rows = [l.split() for l in open(sys.argv[1]) if l[:1] != " " and l.split() and l.split()[0] in names and len(l.split()) > 12]
+assert len(rows) == len(names), len(rows)
+for r in rows:
+    assert r[7] in ('n/c', '-') and r[8] == 'n/c', r      # goal, x-best
+    assert not any(t.startswith(('>=', '<=')) for t in r), r
+assert [r[7] for r in rows if r[0] == 'window-ns'] == ['-']
+EOF
+check "c: the settings legend: eager TF32/bf16, compiled bf16, dit-euler's compiled TF32, no precision for eval/window" \
+    eval 'grep -q "ref-TF32 = eager, TF32; ref-bf16 = eager, bf16 autocast; ref-best = torch.compile + bf16 autocast" "$T/out" &&
+          grep -qE "^  dit-euler +ref-other = torch.compile TF32" "$T/out" && grep -qE "^  eval-dm +ref-other = .*torch.compile.*precision not recorded" "$T/out" &&
+          [ "$(grep -cE "^  window(16|1|-ns) +ref-other = .*precision and torch.compile not recorded" "$T/out")" -eq 3 ] &&
+          grep -qE "^  ae-euler +ref-GB = eager TF32 / compiled bf16" "$T/out"'
+check "c: RESULT: comparable=0 goal=nan ratio_best=nan everywhere; loss= on the 4 training rows only" python3 - "$T/out" <<'EOF'
+import sys
+res = [dict(t.split('=', 1) for t in l.split() if '=' in t) for l in open(sys.argv[1]) if l.startswith('RESULT ')]
+assert len(res) == 9
+for kv in res:
+    assert kv['comparable'] == '0' and kv['goal'] == 'nan' and kv['ratio_best'] == 'nan', kv
+    train = kv['workload'] in ('ae-euler', 'ae-rb', 'dit-euler', 'dit-rb')
+    assert ('loss' in kv) == train, kv['workload']
+    if train: assert float(kv['loss']) > 0, kv
+EOF
+check "c: RESULT ref_tf32/ref_bf16/ref_best/ref_other/ref_peak2_gb equal the anchor file's numbers (nan where none)" python3 - "$T/out" "$ANCHOR" <<'EOF'
 import json, sys
 a = json.load(open(sys.argv[2])); pe = a['paper_era']
-want = {'ae-euler': ('ref_tf32', pe['ae_paper_euler_train_tf32_samples_per_s']),
-        'ae-rb': ('ref_bf16', pe['ae_paper_rb_train_bf16_samples_per_s']),
-        'dit-euler': ('ref_best', a['best_pytorch']['dit_euler_train_compiled_bf16_samples_per_s']),
-        'dit-rb': ('ref_tf32', pe['dit_rb_train_eager_tf32_samples_per_s']),
-        'eval-ns': ('ref_tf32', pe['euler_eval_lns_ms_per_state']),
-        'window-ns': ('ref_tf32', a['lns_window_ens1_ms'])}
+nan = float('nan')
+want = [('ae-euler', 'ref_tf32', pe['ae_paper_euler_train_tf32_samples_per_s']),
+        ('ae-euler', 'ref_peak2_gb', a['best_pytorch']['ae_paper_euler_train_compiled_bf16_peak_GB']),
+        ('ae-rb', 'ref_bf16', pe['ae_paper_rb_train_bf16_samples_per_s']),
+        ('dit-euler', 'ref_tf32', a['dit_train_eager_tf32_samples_per_s']),
+        ('dit-euler', 'ref_other', a['dit_train_compiled_tf32_samples_per_s']),
+        ('dit-euler', 'ref_best', a['best_pytorch']['dit_euler_train_compiled_bf16_samples_per_s']),
+        ('dit-rb', 'ref_tf32', pe['dit_rb_train_eager_tf32_samples_per_s']),
+        ('eval-ns', 'ref_other', pe['euler_eval_lns_ms_per_state']),
+        ('eval-ns', 'ref_tf32', nan),
+        ('window-ns', 'ref_other', a['lns_window_ens1_ms']),
+        ('window-ns', 'ref_tf32', nan)]
 res = {}
 for line in open(sys.argv[1]):
     if line.startswith('RESULT '):
         kv = dict(t.split('=', 1) for t in line.split() if '=' in t)
         res[kv['workload']] = kv
-for w, (k, v) in want.items():
+for w, k, v in want:
     got = float(res[w][k])
-    assert abs(got - v) <= 1e-5 * abs(v), (w, k, got, v)
+    assert (got != got and v != v) or abs(got - v) <= 1e-5 * abs(v), (w, k, got, v)
 EOF
 
 # ------------------------------------------------------------------------------------------------
@@ -132,6 +182,19 @@ check "d: unknown --workload: exit $rc, names it and lists the workloads" \
 "$B" --size huge >"$T/d5" 2>&1
 rc=$?
 check "d: unknown --size: exit $rc" eval '[ $rc -ne 0 ] && grep -q "size .huge." "$T/d5"'
+"$B" --size tiny --set eval.samples=2 --set foo --workload window-ns >"$T/d7" 2>&1
+rc=$?
+check "d: bad --set 'foo' (the 2nd): exit $rc (want 2), names the text and its position among the --set options" \
+    eval '[ $rc -eq 2 ] && grep -q "^error: bench-lola: --set .foo. (--set number 2 of 2): .foo. is not a key=value override" "$T/d7" &&
+          ! grep -q "command line:" "$T/d7"'
+"$B" --size tiny --set eval.samples=x --workload window-ns >"$T/d8" 2>&1
+rc=$?
+check "d: bad --set value: exit $rc (want 2), names the key and the value" \
+    eval '[ $rc -eq 2 ] && grep -q "^error: bench-lola: --set .eval.samples=x. (--set number 1 of 1): eval.samples: expected an integer" "$T/d8"'
+"$B" --size tiny --set denoiser.attention_heads=3 --workload window-ns >"$T/d9" 2>&1
+rc=$?
+check "d: --set that makes the config invalid (3 heads): exit $rc (want 2), names the --set" \
+    eval '[ $rc -eq 2 ] && grep -q "^error: bench-lola: --set .denoiser.attention_heads=3. (--set number 1 of 1): .*heads" "$T/d9"'
 "$B" --size tiny --no-anchor --workload window-ns --seconds 0.05 --rounds 1 >"$T/d6" 2>&1
 rc=$?
 check "d: --no-anchor runs (exit $rc) with empty reference columns" \
@@ -154,7 +217,11 @@ if [ "${avail_gb:-999}" -lt 55 ]; then
     timeout 60 "$B" --size paper --workload dit-euler --max-seconds 20 >"$T/e2" 2>&1
     rc=$?
     check "e: paper dit-euler on a ${avail_gb} GB machine: exit $rc, skipped naming the need (~63 GB) and the free memory" \
-        eval '[ $rc -eq 0 ] && grep -qE "^dit-euler .*skipped: needs at least [0-9]+\.[0-9]+ GB .*GB free" "$T/e2"'
+        eval '[ $rc -eq 0 ] && grep -qE "^dit-euler .*skipped: needs at least [0-9]+\.[0-9]+ GB .*GB free" "$T/e2" &&
+              grep -qE "^# dit-euler: memory: needs at least 6[0-9]\.[0-9]+ GB" "$T/e2"'
+    check "e: the paper run is comparable: goal >=300 shown, RESULT comparable=1 goal=300" \
+        eval 'grep -qE "^dit-euler +samples/s +- +48\.4 +121\.4 +199\.4 +59\.8 +>=300 +- " "$T/e2" &&
+              grep -qE "^RESULT workload=dit-euler .*comparable=1 goal=300 ratio_best=nan" "$T/e2"'
 else
     echo "SKIP bench: e: memory skip (this machine has ${avail_gb} GB available: paper dit-euler might fit)"
 fi
@@ -164,15 +231,34 @@ fi
 (cd "$T" && "$B" --size tiny --workload window16 --set eval.samples=2 --seconds 0.05 --rounds 1 >"$T/f1" 2>&1)
 rc=$?
 check "f: run from another directory finds configs/ and the reference, --set applies (exit $rc)" \
-    eval '[ $rc -eq 0 ] && grep -q "^RESULT workload=window16 .*status=ok .* batch=2 .*ref_tf32=1200.8" "$T/f1"'
+    eval '[ $rc -eq 0 ] && grep -q "^RESULT workload=window16 .*status=ok .* batch=2 .*ref_other=1200.8" "$T/f1"'
 
 "$B" --size paper --workload window-ns --set surrogate.hid_blocks=1 --set surrogate.hid_channels=64 --seconds 0.05 --rounds 1 \
     --max-seconds 20 --json "$T/f2.json" >"$T/f2" 2>&1
 rc=$?
 check "f: --set at the paper size: exit $rc, the reference is marked not comparable (no ratio), the JSON records the --set" \
     eval '[ $rc -eq 0 ] && grep -q "^== bench-lola: size paper (--set changed the paper configs" "$T/f2" &&
-          grep -qE "^window-ns .* n/c .* ok$" "$T/f2" && grep -q "^RESULT workload=window-ns .*ratio_best=nan" "$T/f2" &&
+          grep -qE "^window-ns .* n/c .* ok$" "$T/f2" && grep -q "^RESULT workload=window-ns .*comparable=0 goal=nan ratio_best=nan" "$T/f2" &&
           python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d[\"sets\"] == [\"surrogate.hid_blocks=1\", \"surrogate.hid_channels=64\"]" "$T/f2.json"'
+
+# ------------------------------------------------------------------------------------------------
+# g. the GPU script's time plan at three budgets
+for b in 360 150 90; do
+    RUN_BUDGET=$b bash tests/gpu/run.sh "$T/gpu-dry" --dry-run >"$T/g$b" 2>&1 || echo "run.sh --dry-run exit $?" >>"$T/g$b"
+done
+# plan BUDGET STEP: "limit reserve worst" of that step's dry-run line
+plan() { sed -nE "s/^\[dry-run\] $2 +limit +(-?[0-9]+)s \(reserve +([0-9]+)s; worst case ([0-9]+s|skipped)\).*/\1 \2 \3/p" "$T/g$1" | head -1; }
+check "g: run.sh --dry-run at 360/150/90 exits 0 and plans tests, models, nccl, ops-bench, bench" \
+    eval '! grep -q "dry-run exit" "$T/g360" "$T/g150" "$T/g90" && for b in 360 150 90; do for st in tests models nccl ops-bench bench; do [ -n "$(plan $b $st)" ] || exit 1; done; done'
+check "g: RUN_BUDGET=360 keeps the fixed reserves (tests 120, models 60, nccl 60, ops-bench 45); tests limit 150" \
+    eval '[ "$(plan 360 tests)" = "150 120 150s" ] && [ "$(plan 360 models | cut -d" " -f2)" = 60 ] &&
+          [ "$(plan 360 nccl | cut -d" " -f2)" = 60 ] && [ "$(plan 360 ops-bench | cut -d" " -f2)" = 45 ]'
+check "g: RUN_BUDGET=150 scales them (tests 50, models 25, nccl 25, ops-bench 18)" \
+    eval '[ "$(plan 150 tests | cut -d" " -f2)" = 50 ] && [ "$(plan 150 models | cut -d" " -f2)" = 25 ] &&
+          [ "$(plan 150 nccl | cut -d" " -f2)" = 25 ] && [ "$(plan 150 ops-bench | cut -d" " -f2)" = 18 ]'
+check "g: RUN_BUDGET=90: tests reserve 30 and a limit >= 50 s, models reserve 15, the op tests not skipped in the worst case" \
+    eval 'set -- $(plan 90 tests); [ "$2" = 30 ] && [ "$1" -ge 50 ] && [ "$3" != skipped ] && [ "$(plan 90 models | cut -d" " -f2)" = 15 ]'
+[ $fails -eq 0 ] || for b in 360 90; do grep -E "^\[dry-run\] [a-z-]+ +limit" "$T/g$b" | sed "s/^/    $b: /"; done
 
 echo "bench: $fails failure(s), $((SECONDS - T0)) s"
 [ "$fails" -eq 0 ]

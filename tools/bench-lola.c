@@ -32,12 +32,19 @@
 // NS (204 859 456) had no label embedding and its ae_* keys are the HEAD AE (313 M, no attention);
 // the rows use the paper-era AE keys, the DiT keys (the label MLP is < 0.01 % of the FLOPs) and the
 // windows as measured. The eval rows come from the paper-era section (torch.compile denoiser).
+// Reference columns: ref-TF32 = eager TF32, ref-bf16 = eager bf16 autocast, ref-best = torch.compile
+// + bf16 autocast (DESIGN.md 9), ref-other = a figure of another or an unrecorded setting: the
+// DiT Euler torch.compile TF32 figure (59.8, DESIGN.md 9's "TF32" for that row) and the eval and
+// window figures, whose precision the reference does not record. The table prints each row's
+// settings under it (WORKLOADS[].ref_note, .mem_what); RESULT/JSON carry ref_other too. The goal
+// and the ratio are shown only where the run is comparable (paper size, no --set); else "n/c".
 //
 // Sizes (--size): paper (default on CUDA builds) = the shapes above; small (default on CPU builds)
 // and tiny shrink widths, depths, resolution, batch and members through config overrides (SIZES
-// below) but run exactly the same code; the reference columns are then not comparable (no ratio).
-// --set key=value (repeatable) adds config overrides after the size's own; with any --set the
-// reference columns are not comparable either (no ratio, also at the paper size).
+// below) but run exactly the same code; the reference columns are then not comparable (no goal,
+// no ratio: "n/c"). --set key=value (repeatable) adds config overrides after the size's own; with
+// any --set the reference columns are not comparable either (also at the paper size). A bad --set
+// is reported with its text and its position among the --set options (exit 2).
 //
 // Measurement: each workload runs in its own child process (fork; the parent never initialises
 // the backend), so its peak memory is its own and a failure (e.g. out of device memory: nn_alloc
@@ -49,8 +56,10 @@
 // leaves no room for one more unit is skipped with the reason, and a child still running at
 // 1.5 x max-seconds + 30 s is stopped (SIGKILL) and reported as skipped.
 // Before allocating, the known memory need (parameters, gradients, optimizer moments, activation
-// arena) is compared with the free memory (CUDA: device free memory; CPU: MemAvailable) and the
-// workload is skipped with both numbers when it cannot fit.
+// arena) is printed ("# NAME: memory: needs at least ... GB") and compared with the free memory
+// (CUDA: device free memory; CPU: MemAvailable); the workload is skipped with both numbers when it
+// cannot fit. Paper sizes: dit-euler 63.0 GB on the CPU backend (its attention keeps the
+// probabilities), 36.2 GB on the CUDA backend (log-sum-exp only), ae-euler 21.6 GB, eval-dm 7.1 GB.
 //
 // Numbers: peak memory = nn_bytes_peak (on every backend it includes the grow-only op scratch)
 // in GB (1e9 bytes, like the reference). FLOPs from the analytic model (2 x MACs of convolutions
@@ -64,18 +73,23 @@
 //
 // Output: a table (one row per workload), then one line per workload
 //   RESULT workload=NAME size=S status=ok|skipped|failed unit=U value=V rounds=a,b,c batch=B params=P
-//          flops_per_value=F tflops=T mfu=M peak_gb=G maxrss_mb=R ref_tf32=.. ref_bf16=.. ref_best=..
-//          goal=.. ratio_best=.. backend="..."
+//          flops_per_value=F tflops=T mfu=M peak_gb=G maxrss_mb=R threads=N [loss=L] ref_tf32=..
+//          ref_bf16=.. ref_best=.. ref_other=.. ref_peak_gb=.. ref_peak2_gb=.. comparable=0|1 goal=..
+//          ratio_best=.. backend="..."
+// (loss: the last training step's loss, training workloads that ran only; goal and ratio_best are
+// nan when not comparable; missing reference figures are nan)
 // (CPU builds add cpu_value=: the value from process CPU seconds of all threads instead of wall
 // seconds, the figure to read on a shared, oversubscribed machine; cf. tools/bench-train.c)
 // and with --json FILE the same as JSON. Exit status 0 when every selected workload ran or was
 // skipped for time/memory and the paper counts match the spec; 1 otherwise (a failed workload, a
-// mismatch, an unreadable/malformed reference file or a missing key); 2 on bad options.
+// mismatch, an unreadable/malformed reference file or a missing key); 2 on bad options (including
+// a bad --set).
 //
 // Usage: build/bench-lola [--workload LIST] [--size tiny|small|paper] [--seconds S] [--rounds R]
 //          [--warmup N] [--max-seconds S] [--anchor FILE | --no-anchor] [--configs DIR]
 //          [--set key=value]... [--json FILE] [--peak-tflops T] [--seed N] [--list]
-// Threads: OMP_NUM_THREADS (CPU). CUDA precision: LOLA_TF32=1 etc. (cuda/nn_cuda.h).
+// Threads: OMP_NUM_THREADS (CPU). CUDA math: LOLA_PRECISION=fp32|tf32|bf16 and the other switches of
+// cuda/README.md; the "backend:" line and RESULT backend= name the mode.
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -339,36 +353,48 @@ typedef struct {
     const char *unit;
     int higher_better;
     const char *what;
-    // reference keys (NULL = no such measurement): speed in TF32 / bf16 / best setting, peak memory
-    const char *k_tf32, *k_bf16, *k_best, *k_mem_tf32, *k_mem_best;
+    // Reference keys (NULL = no such measurement), one per table column: ref-TF32 = eager TF32,
+    // ref-bf16 = eager bf16 autocast, ref-best = torch.compile + bf16 autocast (DESIGN.md 9: only
+    // "best" adds torch.compile), ref-other = a figure of another or an unrecorded setting (said in
+    // ref_note); peak memory: two figures (settings in mem_what).
+    const char *k_tf32, *k_bf16, *k_best, *k_other, *k_mem_a, *k_mem_b;
+    const char *mem_what;  // the settings of the ref-GB figures ("TF32/best"), NULL = none
+    const char *ref_note;  // where the row's reference figures differ from the column headers
     double goal;     // DESIGN.md §9 (0 = none); same unit
     double goal_gb;  // peak memory goal (0 = none)
 } Workload;
 
+// Provenance of every reference figure (tools/anchor-pytorch-h200.json, its "note" fields, and
+// DESIGN.md 9). The DiT Euler TF32 figure of DESIGN.md 9 (59.8) is torch.compile TF32: it is shown
+// as ref-other, and the ref-TF32 column holds the eager TF32 figure (48.4), like every other row.
+// The eval and window figures have no recorded precision: they are ref-other, not TF32.
 static const Workload WORKLOADS[] = {
     {"ae-euler", W_AE_TRAIN, 0, EMU_DM, 0, "samples/s", 1, "AE training, paper-era DCAE, Euler",
      "paper_era.ae_paper_euler_train_tf32_samples_per_s", "paper_era.ae_paper_euler_train_bf16_samples_per_s",
-     "best_pytorch.ae_paper_euler_train_compiled_bf16_samples_per_s", "paper_era.ae_paper_euler_train_tf32_peak_GB",
-     "best_pytorch.ae_paper_euler_train_compiled_bf16_peak_GB", 100, 10},
+     "best_pytorch.ae_paper_euler_train_compiled_bf16_samples_per_s", NULL, "paper_era.ae_paper_euler_train_tf32_peak_GB",
+     "best_pytorch.ae_paper_euler_train_compiled_bf16_peak_GB", "eager TF32 / compiled bf16", NULL, 100, 10},
     {"ae-rb", W_AE_TRAIN, 1, EMU_DM, 0, "samples/s", 1, "AE training, paper-era DCAE, Rayleigh-Benard",
-     "paper_era.ae_paper_rb_train_tf32_samples_per_s", "paper_era.ae_paper_rb_train_bf16_samples_per_s", NULL,
-     "paper_era.ae_paper_rb_train_tf32_peak_GB", "paper_era.ae_paper_rb_train_bf16_peak_GB", 400, 0},
+     "paper_era.ae_paper_rb_train_tf32_samples_per_s", "paper_era.ae_paper_rb_train_bf16_samples_per_s", NULL, NULL,
+     "paper_era.ae_paper_rb_train_tf32_peak_GB", "paper_era.ae_paper_rb_train_bf16_peak_GB", "eager TF32 / eager bf16", NULL, 400, 0},
     {"dit-euler", W_EMU_TRAIN, 0, EMU_DM, 0, "samples/s", 1, "DM training, vit_large denoiser, Euler latents",
-     "dit_train_compiled_tf32_samples_per_s", "dit_train_eager_bf16_samples_per_s",
-     "best_pytorch.dit_euler_train_compiled_bf16_samples_per_s", "dit_train_peak_mem_GB", NULL, 300, 0},
+     "dit_train_eager_tf32_samples_per_s", "dit_train_eager_bf16_samples_per_s", "best_pytorch.dit_euler_train_compiled_bf16_samples_per_s",
+     "dit_train_compiled_tf32_samples_per_s", "dit_train_peak_mem_GB", NULL, "setting not recorded",
+     "ref-other = torch.compile TF32 (the 59.8 of DESIGN.md 9)", 300, 0},
     {"dit-rb", W_EMU_TRAIN, 1, EMU_DM, 0, "samples/s", 1, "DM training, vit_large denoiser, RB latents",
-     "paper_era.dit_rb_train_eager_tf32_samples_per_s", "paper_era.dit_rb_train_eager_bf16_samples_per_s", NULL, NULL, NULL,
+     "paper_era.dit_rb_train_eager_tf32_samples_per_s", "paper_era.dit_rb_train_eager_bf16_samples_per_s", NULL, NULL, NULL, NULL, NULL, NULL,
      1000, 0},
-    {"eval-dm", W_EVAL, 0, EMU_DM, 0, "ms/state/member", 0, "evaluation speed, diffusion (rollout + decode), Euler",
-     "paper_era.euler_eval_ldm_ms_per_state_per_member", NULL, NULL, NULL, NULL, 6, 0},
-    {"eval-ns", W_EVAL, 0, EMU_NS, 1, "ms/state", 0, "evaluation speed, neural solver (rollout + decode), Euler",
-     "paper_era.euler_eval_lns_ms_per_state", NULL, NULL, NULL, NULL, 2, 0},
-    {"window16", W_WINDOW, 0, EMU_DM, 0, "ms/window", 0, "one DM emulation window (AB), eval.samples members",
-     "ldm_window_ens16_ab16_ms", NULL, NULL, NULL, NULL, 250, 0},
-    {"window1", W_WINDOW, 0, EMU_DM, 1, "ms/window", 0, "one DM emulation window (AB), 1 member", "ldm_window_ens1_ab16_ms",
-     NULL, NULL, NULL, NULL, 25, 0},
-    {"window-ns", W_WINDOW, 0, EMU_NS, 1, "ms/window", 0, "one neural-solver window, 1 member", "lns_window_ens1_ms", NULL,
-     NULL, NULL, NULL, 0, 0},
+    {"eval-dm", W_EVAL, 0, EMU_DM, 0, "ms/state/member", 0, "evaluation speed, diffusion (rollout + decode), Euler", NULL, NULL, NULL,
+     "paper_era.euler_eval_ldm_ms_per_state_per_member", NULL, NULL, NULL,
+     "ref-other = LoLa eval.py speed, torch.compile denoiser, precision not recorded", 6, 0},
+    {"eval-ns", W_EVAL, 0, EMU_NS, 1, "ms/state", 0, "evaluation speed, neural solver (rollout + decode), Euler", NULL, NULL, NULL,
+     "paper_era.euler_eval_lns_ms_per_state", NULL, NULL, NULL,
+     "ref-other = LoLa eval.py speed (the anchor's note: torch.compile), precision not recorded", 2, 0},
+    {"window16", W_WINDOW, 0, EMU_DM, 0, "ms/window", 0, "one DM emulation window (AB), eval.samples members", NULL, NULL, NULL,
+     "ldm_window_ens16_ab16_ms", NULL, NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 250, 0},
+    {"window1", W_WINDOW, 0, EMU_DM, 1, "ms/window", 0, "one DM emulation window (AB), 1 member", NULL, NULL, NULL, "ldm_window_ens1_ab16_ms",
+     NULL, NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 25, 0},
+    {"window-ns", W_WINDOW, 0, EMU_NS, 1, "ms/window", 0, "one neural-solver window, 1 member", NULL, NULL, NULL, "lns_window_ens1_ms", NULL,
+     NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 0, 0},
 };
 #define N_WORKLOADS ((int)(sizeof WORKLOADS / sizeof WORKLOADS[0]))
 
@@ -580,7 +606,10 @@ static void parse(Opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--peak-tflops")) o->peak_tflops = parse_num(a, v, 1e-6, 1e9);
         else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_num(a, v, 0, 1e18);
         else if (!strcmp(a, "--set")) {
-            if (o->n_sets >= MAX_SETS) lola_die("bench-lola: more than %d --set overrides", MAX_SETS);
+            if (o->n_sets >= MAX_SETS) {
+                fprintf(stderr, "error: bench-lola: more than %d --set overrides\n", MAX_SETS);
+                exit(2);
+            }
             o->sets[o->n_sets++] = v;
         } else {
             fprintf(stderr, "bench-lola: unknown option '%s'\n", a);
@@ -599,14 +628,36 @@ typedef struct {
     Config euler_paper, rb_paper; // the configs as shipped (paper sizes)
 } Configs;
 
+// Loads `path` as shipped (paper = 1) or with the size's overrides followed by the user's --set
+// ones. A config-file error ends the run through config_load (exit 1). An error caused by a --set
+// (a bad override, or one that makes the config invalid) is a bad option: it is reported with the
+// --set's own text and position among the user's --set options (not its index in the combined
+// override list, which starts with the size preset's), and the exit status is 2.
 static void load_config(Config *c, const char *path, const SizePreset *sz, const Opts *o, int paper) {
     char *ov[16 + MAX_SETS];
-    int n = 0;
+    int n = 0, n_size = 0;
     if (!paper) {
         for (int i = 0; sz->overrides[i]; i++) ov[n++] = (char *)sz->overrides[i];
+        n_size = n;
         for (int i = 0; i < o->n_sets; i++) ov[n++] = (char *)o->sets[i];
     }
-    config_load(c, path, n, ov);
+    if (o->n_sets == 0 || paper) {
+        config_load(c, path, n, ov);
+        return;
+    }
+    ConfigError err;
+    if (config_load_ex(c, path, n, ov, &err) == 0) return;
+    int k = !strcmp(err.file, "command line") && err.line > n_size ? err.line - n_size : 0; // 1-based --set
+    if (k == 0 && config_load_ex(c, path, n_size, ov, NULL) != 0) config_load(c, path, n_size, ov); // not the --set: die as usual
+    char what[1400];
+    if (err.key[0]) snprintf(what, sizeof what, "%s: %s", err.key, err.msg);
+    else snprintf(what, sizeof what, "%s", err.msg);
+    if (k > 0)
+        fprintf(stderr, "error: bench-lola: --set '%s' (--set number %d of %d): %s\n", o->sets[k - 1], k, o->n_sets, what);
+    else
+        fprintf(stderr, "error: bench-lola: the --set overrides (%d) make %s invalid: %s\n", o->n_sets, path, what);
+    fprintf(stderr, "HINT: %s\n", err.hint[0] ? err.hint : "--set takes key=value, e.g. --set eval.samples=4 (`lola train-ae --help` lists the keys)");
+    exit(2);
 }
 
 // Pixel grid (H, W) and latent grid (h, w) of a dataset at a size.
@@ -764,12 +815,14 @@ static double free_bytes(void) {
 }
 
 // 1 when `need` bytes (the known lower bound) fit; else fills the skip note and returns 0.
-static int memory_fits(double need, Result *r) {
+// `what` names the parts counted. The need is printed either way ("# NAME: memory: ...").
+static int memory_fits(const Workload *w, double need, const char *what, Result *r) {
     double avail = free_bytes();
+    printf("# %s: memory: needs at least %.2f GB (%s), %.2f GB free\n", w->name, need / 1e9, what, avail / 1e9);
+    fflush(stdout);
     if (need <= 0.95 * avail) return 1;
     r->status = 2;
-    snprintf(r->note, sizeof r->note, "needs at least %.2f GB (parameters, gradients, optimizer state, activations), %.2f GB free",
-             need / 1e9, avail / 1e9);
+    snprintf(r->note, sizeof r->note, "needs at least %.2f GB (%s), %.2f GB free", need / 1e9, what, avail / 1e9);
     return 0;
 }
 
@@ -879,7 +932,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
         double P = (double)dcae_param_count(&dc);
         double need = 4.0 * (4 * P + (double)dcae_arena_floats(&dc, B, H, W) + 2.0 * B * pix * H * W);
         r->batch = B, r->params = P;
-        if (!memory_fits(need, r)) return;
+        if (!memory_fits(w, need, "parameters, gradients, optimizer state, activations", r)) return;
         TrainBench tb;
         train_bench_ae(&tb, &dc, B, H, W, &oc, o->seed);
         r->flops_per_value = tb.flops_per_sample;
@@ -900,7 +953,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
         double need = 4.0 * (4 * P + (double)emu_arena_floats(&probe, B, 1) + 2.0 * B * ec.vit.in_channels * vit_tokens(&ec.vit));
         emu_destroy(&probe);
         r->batch = B, r->params = P;
-        if (!memory_fits(need, r)) return;
+        if (!memory_fits(w, need, "parameters, gradients, optimizer state, activations", r)) return;
         TrainBench tb;
         const CfgTrajectory *tr = &c->trajectory;
         train_bench_emu(&tb, &ec, B, tr->context_lmbda, tr->context_rho, tr->context_atleast, &oc, o->seed);
@@ -941,7 +994,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
     emu_destroy(&probe);
     if (e.with_ae) need += 4.0 * (2 * Pa + (double)dcae_eval_arena_floats(&dc, e.chunk, H, W)); // decode only
     r->batch = e.members, r->params = Pe + Pa;
-    if (!memory_fits(need, r)) return;
+    if (!memory_fits(w, need, e.with_ae ? "parameters, activations, windows, decoder arena" : "parameters, activations, windows", r)) return;
     emu_create(&e.emu, &ec);
     emu_init_params(&e.emu, o->seed);
     e.mask = nn_alloc(nwin);
@@ -1071,24 +1124,26 @@ static void run_child(const Opts *o, const Configs *cs, const Workload *w, Resul
 // Report
 
 typedef struct {
-    double tf32, bf16, best, mem_tf32, mem_best; // NAN = none
+    double tf32, bf16, best, other, mem_a, mem_b; // NAN = none
 } Ref;
 
 static Ref ref_of(const Anchor *a, const Workload *w) {
-    Ref f = {NAN, NAN, NAN, NAN, NAN};
+    Ref f = {NAN, NAN, NAN, NAN, NAN, NAN};
     if (!a) return f;
     if (w->k_tf32) f.tf32 = anchor_get(a, w->k_tf32);
     if (w->k_bf16) f.bf16 = anchor_get(a, w->k_bf16);
     if (w->k_best) f.best = anchor_get(a, w->k_best);
-    if (w->k_mem_tf32) f.mem_tf32 = anchor_get(a, w->k_mem_tf32);
-    if (w->k_mem_best) f.mem_best = anchor_get(a, w->k_mem_best);
+    if (w->k_other) f.other = anchor_get(a, w->k_other);
+    if (w->k_mem_a) f.mem_a = anchor_get(a, w->k_mem_a);
+    if (w->k_mem_b) f.mem_b = anchor_get(a, w->k_mem_b);
     return f;
 }
 
-// The best reference speed in the workload's unit (largest samples/s, smallest ms).
+// The best reference speed in the workload's unit (largest samples/s, smallest ms), over every
+// setting the reference measured (all four columns).
 static double ref_best(const Workload *w, const Ref *f) {
-    double v[3] = {f->tf32, f->bf16, f->best}, b = NAN;
-    for (int i = 0; i < 3; i++)
+    double v[4] = {f->tf32, f->bf16, f->best, f->other}, b = NAN;
+    for (int i = 0; i < 4; i++)
         if (isfinite(v[i]) && (!isfinite(b) || (w->higher_better ? v[i] > b : v[i] < b))) b = v[i];
     return b;
 }
@@ -1161,41 +1216,63 @@ static int print_model_checks(const Configs *cs) {
 // The reference figures are comparable only at the paper size with the configs as they are (no --set).
 static int comparable(const Opts *o) { return !strcmp(o->size->name, "paper") && o->n_sets == 0; }
 
+// The speed ratio to the best reference (NAN when not comparable, not measured or no reference).
+static double ratio_of(const Opts *o, const Workload *w, const Result *r, const Ref *f) {
+    double best = ref_best(w, f);
+    if (r->status != 1 || !comparable(o) || !isfinite(best)) return NAN;
+    return w->higher_better ? r->value / best : best / r->value;
+}
+
+// The goal of DESIGN.md 9 when the run is comparable to it, else NAN.
+static double goal_of(const Opts *o, const Workload *w) { return w->goal > 0 && comparable(o) ? w->goal : NAN; }
+
 static void print_table(const Opts *o, const Anchor *a, const int *sel, const Result *res) {
     int paper = comparable(o);
     printf("\n== bench-lola: size %s%s ==\n", o->size->name,
            paper ? ""
            : strcmp(o->size->name, "paper")
-               ? " (the reference columns are the PyTorch H200 figures at the paper sizes: not comparable, no ratio)"
-               : " (--set changed the paper configs: the reference columns are not comparable, no ratio)");
-    printf("%-10s %-16s %9s %8s %8s %8s %7s %7s %8s %9s %8s %s\n", "workload", "unit", "ours", "ref-TF32", "ref-bf16", "ref-best", "goal",
-           "x-best", "MFU", "peak-GB", "ref-GB", "status");
+               ? " (the reference columns are the PyTorch H200 figures at the paper sizes: not comparable, no goal, no ratio)"
+               : " (--set changed the paper configs: the reference columns are not comparable, no goal, no ratio)");
+    printf("%-10s %-16s %9s %8s %8s %8s %9s %7s %7s %8s %9s %8s %s\n", "workload", "unit", "ours", "ref-TF32", "ref-bf16", "ref-best",
+           "ref-other", "goal", "x-best", "MFU", "peak-GB", "ref-GB", "status");
     char b[12][32];
     for (int i = 0; i < N_WORKLOADS; i++) {
         if (!sel[i]) continue;
         const Workload *w = &WORKLOADS[i];
         const Result *r = &res[i];
         Ref f = ref_of(a, w);
-        double best = ref_best(w, &f), ratio = NAN;
-        if (r->status == 1 && paper && isfinite(best)) ratio = w->higher_better ? r->value / best : best / r->value;
+        double ratio = ratio_of(o, w, r, &f);
         char goal[48] = "-", refgb[80] = "-", mfu[32] = "-";
-        if (w->goal > 0) snprintf(goal, sizeof goal, "%s%g", w->higher_better ? ">=" : "<=", w->goal);
-        if (isfinite(f.mem_tf32)) {
-            if (isfinite(f.mem_best)) snprintf(refgb, sizeof refgb, "%s/%s", fmt(b[1], 32, f.mem_tf32), fmt(b[2], 32, f.mem_best));
-            else snprintf(refgb, sizeof refgb, "%s", fmt(b[1], 32, f.mem_tf32));
+        if (w->goal > 0) {
+            if (paper) snprintf(goal, sizeof goal, "%s%g", w->higher_better ? ">=" : "<=", w->goal);
+            else snprintf(goal, sizeof goal, "n/c");
+        }
+        if (isfinite(f.mem_a)) {
+            if (isfinite(f.mem_b)) snprintf(refgb, sizeof refgb, "%s/%s", fmt(b[1], 32, f.mem_a), fmt(b[2], 32, f.mem_b));
+            else snprintf(refgb, sizeof refgb, "%s", fmt(b[1], 32, f.mem_a));
         }
         if (r->status == 1) snprintf(mfu, sizeof mfu, "%.3g%%", 100 * r->mfu);
         char ratio_s[32];
         if (isfinite(ratio)) snprintf(ratio_s, sizeof ratio_s, "%.3g", ratio);
         else snprintf(ratio_s, sizeof ratio_s, "%s", paper ? "-" : "n/c");
-        printf("%-10s %-16s %9s %8s %8s %8s %7s %7s %8s %9s %8s %s%s%s\n", w->name, w->unit,
-               r->status == 1 ? fmt(b[3], 32, r->value) : "-", fmt(b[4], 32, f.tf32), fmt(b[5], 32, f.bf16), fmt(b[6], 32, f.best), goal,
-               ratio_s, mfu, r->status == 1 || r->peak_gb > 0 ? fmt(b[7], 32, r->peak_gb) : "-", refgb, status_name(r->status),
-               r->note[0] ? ": " : "", r->note);
+        printf("%-10s %-16s %9s %8s %8s %8s %9s %7s %7s %8s %9s %8s %s%s%s\n", w->name, w->unit,
+               r->status == 1 ? fmt(b[3], 32, r->value) : "-", fmt(b[4], 32, f.tf32), fmt(b[5], 32, f.bf16), fmt(b[6], 32, f.best),
+               fmt(b[8], 32, f.other), goal, ratio_s, mfu, r->status == 1 || r->peak_gb > 0 ? fmt(b[7], 32, r->peak_gb) : "-", refgb,
+               status_name(r->status), r->note[0] ? ": " : "", r->note);
     }
-    printf("x-best: our speed / the best reference speed (>1 = faster than every PyTorch setting); MFU: model FLOP/s / %g TFLOP/s;\n"
-           "peak-GB: backend peak (ours, GB = 1e9 B) vs the reference's TF32[/best] peak; goals: DESIGN.md 9 (AE Euler memory goal <= 10 GB).\n",
-           o->peak_tflops);
+    printf("x-best: our speed / the best reference speed of any column (>1 = faster than every PyTorch setting); MFU: model FLOP/s / %g "
+           "TFLOP/s;\npeak-GB: backend peak (ours, GB = 1e9 B), ref-GB: the reference's peaks (settings below); goals: DESIGN.md 9 (AE Euler memory goal <= 10 GB)%s.\n",
+           o->peak_tflops, paper ? "" : "; n/c: not comparable (size or --set differ from the reference's)");
+    if (!a) return;
+    printf("Reference settings (%s: PyTorch LoLa 073f636 + azula 0.3.1, torch 2.11, one H200):\n"
+           "  ref-TF32 = eager, TF32; ref-bf16 = eager, bf16 autocast; ref-best = torch.compile + bf16 autocast; ref-other and ref-GB per row:\n",
+           a->path);
+    for (int i = 0; i < N_WORKLOADS; i++) {
+        const Workload *w = &WORKLOADS[i];
+        if (!sel[i] || (!w->ref_note && !w->mem_what)) continue;
+        printf("  %-10s %s%s%s%s\n", w->name, w->ref_note ? w->ref_note : "", w->ref_note && w->mem_what ? "; " : "",
+               w->mem_what ? "ref-GB = " : "", w->mem_what ? w->mem_what : "");
+    }
 }
 
 // s as a JSON string (quotes and backslashes escaped, control characters as spaces).
@@ -1225,20 +1302,22 @@ static void print_results(const Opts *o, const Anchor *a, const int *sel, const 
         const Workload *w = &WORKLOADS[i];
         const Result *r = &res[i];
         Ref f = ref_of(a, w);
-        double best = ref_best(w, &f);
-        double ratio = r->status == 1 && paper && isfinite(best) ? (w->higher_better ? r->value / best : best / r->value) : NAN;
+        double ratio = ratio_of(o, w, r, &f), goal = goal_of(o, w);
+        int train = w->kind == W_AE_TRAIN || w->kind == W_EMU_TRAIN;
         printf("RESULT workload=%s size=%s status=%s unit=%s value=%.6g rounds=", w->name, o->size->name, status_name(r->status), w->unit,
                r->status == 1 ? r->value : NAN);
         for (int k = 0; k < r->n_rounds; k++) printf("%s%.6g", k ? "," : "", r->rounds[k]);
         if (!r->n_rounds) printf("-");
-        printf(" batch=%d params=%.0f flops_per_value=%.6g tflops=%.6g mfu=%.6g peak_gb=%.4f maxrss_mb=%.1f threads=%d loss=%.6g", r->batch,
+        printf(" batch=%d params=%.0f flops_per_value=%.6g tflops=%.6g mfu=%.6g peak_gb=%.4f maxrss_mb=%.1f threads=%d", r->batch,
                r->params, r->flops_per_value, r->status == 1 ? r->tflops : NAN, r->status == 1 ? r->mfu : NAN, r->peak_gb, r->maxrss_mb,
-               r->threads, r->loss);
+               r->threads);
+        if (train && r->status == 1) printf(" loss=%.6g", r->loss); // the last training step's loss (eval/window: none)
 #ifndef LOLA_BACKEND_CUDA
         printf(" cpu_value=%.6g", r->status == 1 ? r->cpu_value : NAN);
 #endif
-        printf(" ref_tf32=%.6g ref_bf16=%.6g ref_best=%.6g ref_peak_gb=%.6g goal=%.6g ratio_best=%.6g backend=\"%s\"\n", f.tf32, f.bf16, f.best,
-               f.mem_tf32, w->goal > 0 ? w->goal : NAN, ratio, r->backend);
+        printf(" ref_tf32=%.6g ref_bf16=%.6g ref_best=%.6g ref_other=%.6g ref_peak_gb=%.6g ref_peak2_gb=%.6g comparable=%d goal=%.6g "
+               "ratio_best=%.6g backend=\"%s\"\n",
+               f.tf32, f.bf16, f.best, f.other, f.mem_a, f.mem_b, paper, goal, ratio, r->backend);
         if (json) {
             // JSON has no NaN: missing numbers are null.
 #define JNUM(name, v) (isfinite(v) ? fprintf(json, ", \"%s\": %.9g", name, (double)(v)) : fprintf(json, ", \"%s\": null", name))
@@ -1261,8 +1340,18 @@ static void print_results(const Opts *o, const Anchor *a, const int *sel, const 
             JNUM("ref_tf32", f.tf32);
             JNUM("ref_bf16", f.bf16);
             JNUM("ref_best", f.best);
-            JNUM("ref_peak_gb", f.mem_tf32);
-            JNUM("goal", w->goal > 0 ? w->goal : NAN);
+            JNUM("ref_other", f.other);
+            JNUM("ref_peak_gb", f.mem_a);
+            JNUM("ref_peak2_gb", f.mem_b);
+            if (train && r->status == 1) JNUM("loss", r->loss);
+            fprintf(json, ", \"ref_settings\": ");
+            char rs[400];
+            snprintf(rs, sizeof rs, "ref_tf32: eager TF32; ref_bf16: eager bf16 autocast; ref_best: torch.compile + bf16 autocast%s%s%s%s",
+                     w->ref_note ? "; " : "", w->ref_note ? w->ref_note : "", w->mem_what ? "; ref_peak_gb/ref_peak2_gb: " : "",
+                     w->mem_what ? w->mem_what : "");
+            json_string(json, rs);
+            fprintf(json, ", \"comparable\": %s", paper ? "true" : "false");
+            JNUM("goal", goal);
             JNUM("ratio_best", ratio);
             fprintf(json, ", \"note\": ");
             json_string(json, r->note);

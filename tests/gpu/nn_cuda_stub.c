@@ -6,7 +6,7 @@
 // always answers NN_PREC_FP32 (the tests see that the reduced-precision modes are not engaged).
 #include "nn_cuda.h"
 
-static int det, impl;
+static int det, impl, attn;
 void nn_cuda_set_precision(int prec) { (void)prec; }
 int nn_cuda_precision(void) { return NN_PREC_FP32; }
 const char *nn_cuda_precision_name(int prec) {
@@ -34,3 +34,12 @@ void nn_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
 }
 long nn_cuda_conv_fallback_calls(void) { return 0; }
 void nn_cuda_set_attention_chunk(size_t floats) { (void)floats; }
+void nn_cuda_set_attention_impl(int i) { attn = i; }
+int nn_cuda_attention_impl(void) { return attn; }
+const char *nn_cuda_attention_impl_name(int i) {
+    return i == NN_ATTN_GEMM ? "gemm" : i == NN_ATTN_FLASH ? "flash" : i == NN_ATTN_AUTO ? "auto" : "?";
+}
+void nn_cuda_flash_attention_stats(long *fwd, long *bwd) { // the CPU backend has no flash kernels
+    if (fwd) *fwd = 0;
+    if (bwd) *bwd = 0;
+}

@@ -29,10 +29,15 @@
 # --big runs its 290 checks in ~5 s with the CPU backend on both sides on 2 cores; models.sh runs
 # 20 tiny program runs, ~0.4 s each on a CPU, plus CUDA start-up of ~1-3 s each; test_nccl's
 # timeout path alone stalls 2-8 s per run; bench-lola has 9 workloads), and each step also keeps
-# back RESERVE seconds for the steps after it (tests keep 120, models 60, nccl 60/45, ops-bench 45),
-# so a slow early step cannot starve the end-to-end checks. A step whose
-# limit falls under 10 s is skipped and says so. The budget is RUN_BUDGET seconds (default 360,
-# which with the machine's start fits the 15 minutes of device time a GPU session has).
+# back a reserve for the steps after it, so a slow early step cannot starve the later checks. At
+# the default budget the reserves are tests 120 s, models 60, nccl 60/45, ops-bench 45 (build 150);
+# under 360 s they shrink in proportion (reserve x RUN_BUDGET / 360; e.g. tests keep 50 s of 150,
+# 30 s of 90), so a small budget still runs the steps in their order of importance (op tests,
+# models, nccl, benchmarks) instead of skipping the first ones to save time for the last; above
+# 360 they stay as at 360 (each step's own limit caps it). A step whose limit falls under 10 s is
+# skipped and says so. The budget is RUN_BUDGET seconds (default 360, which with the machine's
+# start fits the 15 minutes of device time a GPU session has). --dry-run prints each step's limit
+# for the full budget and its worst case (every earlier step using its whole limit).
 #
 # OUTDIR/summary.txt: one result line per step (PASS / FAIL / SKIP with the reason), then the
 # details: failed checks, the models summary and timings, NCCL, benchmark rows. Never hangs: every
@@ -66,6 +71,10 @@ NODEV="" # the reason, once the GPU is known to be unusable
 [ "$DRY" = 1 ] || mkdir -p "$OUT"
 
 left() { echo $((BUDGET - (SECONDS - T0))); }
+# rsv SECONDS: a step's reserve for the later steps: SECONDS at a budget of 360 s or more, in
+# proportion below (see the header).
+rsv() { local b=$BUDGET; [ "$b" -gt 360 ] && b=360; echo $(($1 * b / 360)); }
+DRY_USED=0 # --dry-run: seconds used so far when every step takes its whole limit (the worst case)
 want() { [ -z "${RUN_STEPS:-}" ] && return 0; case ",$RUN_STEPS," in *",$1,"*) return 0 ;; esac; return 1; }
 note() { # message: to stdout and the summary
     echo "$*"
@@ -77,14 +86,18 @@ result() { RESULTS+=("$1|$2|$3"); [ "$DRY" = 1 ] || note "   => $1: $2${3:+ ($3)
 # step NAME LIMIT RESERVE LOG CMD...: run CMD with a time limit of min(LIMIT, budget left - RESERVE),
 # output to LOG. Returns CMD's status; 124/137 = timed out; 200 = skipped for lack of time.
 step() {
-    local name=$1 limit=$2 reserve=$3 log=$4
+    local name=$1 limit=$2 reserve=$3 log=$4 lim0=$2
     shift 4
     local rem cap
     rem=$(left)
     cap=$((rem - reserve))
     [ "$limit" -gt "$cap" ] && limit=$cap
     if [ "$DRY" = 1 ]; then
-        printf '[dry-run] %-9s limit %3ss (reserve %3ss)  log %s\n            %s\n' "$name" "$limit" "$reserve" "${log#"$OUT"/}" "$*"
+        local worst=$lim0 wcap=$((BUDGET - DRY_USED - reserve)) wtxt
+        [ "$worst" -gt "$wcap" ] && worst=$wcap
+        if [ "$worst" -lt 10 ]; then wtxt="skipped"; else wtxt="${worst}s"; DRY_USED=$((DRY_USED + worst)); fi
+        printf '[dry-run] %-9s limit %3ss (reserve %3ss; worst case %s)  log %s\n            %s\n' "$name" "$limit" "$reserve" "$wtxt" \
+            "${log#"$OUT"/}" "$*"
         PLAN_SUM=$((PLAN_SUM + limit))
         return 0
     fi
@@ -173,13 +186,13 @@ if [ -n "${BUNDLED[test_gpu_ops]:-}" ] && [ -z "${FORCE_BUILD:-}" ]; then
     BIN=$BUNDLE/test_gpu_ops
     ROUTE="bundle ($BUNDLE)"
 elif [ "$DRY" = 0 ]; then
-    if step build 200 150 "$OUT/build.log" bash tests/gpu/build.sh "$OUT/build"; then
+    if step build 200 "$(rsv 150)" "$OUT/build.log" bash tests/gpu/build.sh "$OUT/build"; then
         BIN=$OUT/build/test_gpu_ops
         ROUTE="tests/gpu/build.sh"
     else
         note "   build.sh failed; last lines:"
         tail -15 "$OUT/build.log" | sed 's/^/     /' | tee -a "$OUT/summary.txt"
-        if step build-make 200 150 "$OUT/build-make.log" make -j"$NP" gpu-tests BUILD="$OUT/build-make"; then
+        if step build-make 200 "$(rsv 150)" "$OUT/build-make.log" make -j"$NP" gpu-tests BUILD="$OUT/build-make"; then
             BIN=$OUT/build-make/tests/gpu/test_gpu_ops
             ROUTE="make gpu-tests"
         elif [ -x "$REPO/build/tests/gpu/test_gpu_ops" ]; then
@@ -200,14 +213,14 @@ fi
 rc_tests=1
 TEST_LOGS=()
 if [ -n "$BIN" ] && want tests; then
-    step tests 150 120 "$OUT/tests.log" env OMP_NUM_THREADS="$NP" "$BIN" --big
+    step tests 150 "$(rsv 120)" "$OUT/tests.log" env OMP_NUM_THREADS="$NP" "$BIN" --big
     rc_tests=$?
     TEST_LOGS=("$OUT/tests.log")
     # A crash (illegal address, abort) or a timeout ends the run without its "# N passed" line: rerun
     # the sections one process each, with synchronous launches, so one bad op cannot hide the others.
     if [ "$DRY" = 1 ]; then
         echo "[dry-run]           (if the run crashed or timed out: each section of '$BIN --list' again, one process"
-        echo "[dry-run]            each, CUDA_LAUNCH_BLOCKING=1, limit 45s, reserve 120s, logs tests-SECTION.log)"
+        echo "[dry-run]            each, CUDA_LAUNCH_BLOCKING=1, limit 45s, reserve $(rsv 120)s, logs tests-SECTION.log)"
     else
         nodev_check "$OUT/tests.log"
         if [ -n "$NODEV" ] || [ "$rc_tests" = 200 ]; then
@@ -216,7 +229,7 @@ if [ -n "$BIN" ] && want tests; then
             note "   the full test run ended early (crash or timeout): rerunning each section alone"
             TEST_LOGS=()
             for sec in $("$BIN" --list 2>/dev/null); do
-                step "t:$sec" 45 120 "$OUT/tests-$sec.log" env CUDA_LAUNCH_BLOCKING=1 OMP_NUM_THREADS="$NP" "$BIN" --big --only "$sec"
+                step "t:$sec" 45 "$(rsv 120)" "$OUT/tests-$sec.log" env CUDA_LAUNCH_BLOCKING=1 OMP_NUM_THREADS="$NP" "$BIN" --big --only "$sec"
                 rc=$?
                 TEST_LOGS+=("$OUT/tests-$sec.log")
                 [ "$rc" = 200 ] && break
@@ -255,10 +268,10 @@ gpu_skip() {
 # 4. models: GPU program vs CPU program ------------------------------------------------------------
 if ! gpu_skip models lola && { [ "$DRY" = 1 ] || [ -n "${BUNDLED[lola-cpu]:-}" ] || { result models SKIP "lola-cpu not runnable (binaries.log)"; false; }; }; then
     lim=120
-    rem=$(($(left) - 60))
+    rem=$(($(left) - $(rsv 60)))
     [ "$rem" -lt "$lim" ] && lim=$rem
     # models.sh keeps to its own budget (10 s under the step's limit) and writes its summary.
-    step models "$lim" 60 "$OUT/models.log" env MODELS_BUDGET=$((lim > 20 ? lim - 10 : 10)) \
+    step models "$lim" "$(rsv 60)" "$OUT/models.log" env MODELS_BUDGET=$((lim > 20 ? lim - 10 : 10)) \
         LOLA_CPU="$BUNDLE/lola-cpu" LOLA_GPU="$BUNDLE/lola" LOLA_GEN="$BUNDLE/well-euler" \
         bash tests/gpu/models.sh "$OUT/models"
     rc=$?
@@ -273,13 +286,13 @@ fi
 
 # 5. NCCL on one rank ------------------------------------------------------------------------------
 if ! gpu_skip nccl test_nccl; then
-    step nccl 60 60 "$OUT/nccl.log" "$BUNDLE/test_nccl"
+    step nccl 60 "$(rsv 60)" "$OUT/nccl.log" "$BUNDLE/test_nccl"
     rc1=$?
     MPIRUN=$(command -v mpirun 2>/dev/null || true)
     rc2=-
     if [ -n "$MPIRUN" ] || [ "$DRY" = 1 ]; then
         # --allow-run-as-root: the GPU machine runs as root (vader's single-copy is off: above).
-        step nccl-mpi 45 45 "$OUT/nccl-mpi.log" "${MPIRUN:-mpirun}" -np 1 --allow-run-as-root --oversubscribe \
+        step nccl-mpi 45 "$(rsv 45)" "$OUT/nccl-mpi.log" "${MPIRUN:-mpirun}" -np 1 --allow-run-as-root --oversubscribe \
             -x LOLA_CUDA_VERBOSE "$BUNDLE/test_nccl"
         rc2=$?
     fi
@@ -297,8 +310,8 @@ fi
 rc_bench=-
 if [ -n "$BIN" ] && ! gpu_skip ops-bench ""; then
     mode=--bench
-    [ "$DRY" = 0 ] && [ "$(($(left) - 45))" -lt 60 ] && mode=--bench-quick
-    step ops-bench 90 45 "$OUT/bench.log" "$BIN" --no-tests "$mode"
+    [ "$DRY" = 0 ] && [ "$(($(left) - $(rsv 45)))" -lt 60 ] && mode=--bench-quick
+    step ops-bench 90 "$(rsv 45)" "$OUT/bench.log" "$BIN" --no-tests "$mode"
     rc_bench=$?
     if [ "$DRY" = 0 ]; then
         nodev_check "$OUT/bench.log"
@@ -361,7 +374,8 @@ fi
 if [ "$DRY" = 1 ]; then
     echo "[dry-run] the limits above add up to ${PLAN_SUM}s for a ${BUDGET}s budget: at run time each is also"
     echo "[dry-run] capped by the budget left minus its reserve, so the run ends within ${BUDGET}s (+ up to 10s"
-    echo "[dry-run] for a SIGKILL after a timeout, + the summary)"
+    echo "[dry-run] for a SIGKILL after a timeout, + the summary). \"worst case\": the limit when every earlier step"
+    echo "[dry-run] used its whole limit (${DRY_USED}s in all); a real run's steps mostly end far below their limits."
     echo "[dry-run] summary -> $OUT/summary.txt (one PASS/FAIL/SKIP line per step, then details)"
     exit 0
 fi

@@ -209,9 +209,11 @@ static void to_sigma(float *s2, size_t n, double eta, double c, const float *r) 
     }
 }
 
-// |gpu - ref| <= Z_SIG sig[i] + rt |ref| + ta rms(ref) + tr |ref| (sig may be NULL: 0). Returns
+// |gpu - ref| <= Z_SIG sig[i] + extra[i] + rt |ref| + ta rms(ref) + tr |ref| (sig, extra may be NULL:
+// 0; extra is a derived deterministic bound, e.g. the flash attention's rescalings). Returns
 // q = rms(err / sig) (0 without sig).
-static double cmp_model(const char *what, Pair p, const float *sig, double rt, double ta, double tr) {
+static double cmp_model_x(const char *what, Pair p, const float *sig, const float *extra, double rt, double ta,
+                          double tr) {
     const float *got = gpu_of(p.g, p.n), *ref = p.c;
     size_t n = p.n, nf = 0, wi = 0, bad_nf = 0, nq = 0;
     double ss = 0.0;
@@ -228,7 +230,7 @@ static double cmp_model(const char *what, Pair p, const float *sig, double rt, d
             continue;
         }
         double e = fabs((double)g - r), a = fabs((double)r);
-        double tol = (sig ? Z_SIG * sig[i] : 0.0) + rt * a + ta * rms + tr * a;
+        double tol = (sig ? Z_SIG * sig[i] : 0.0) + (extra ? extra[i] : 0.0) + rt * a + ta * rms + tr * a;
         double ratio = tol > 0 ? e / tol : (e > 0 ? INFINITY : 0.0);
         if (ratio > worst) worst = ratio, wi = i;
         if (e > maxerr) maxerr = e;
@@ -239,9 +241,12 @@ static double cmp_model(const char *what, Pair p, const float *sig, double rt, d
     if (!ok)
         printf("  %s: worst element %zu: gpu %.9g cpu %.9g sig %.3g (%zu non-finite mismatches)\n", what, wi, got[wi],
                ref[wi], sig ? sig[wi] : 0.0, bad_nf);
-    CHECK(ok, "%s  max|err| %.2e, rms(cpu) %.2e, %.1f%% of tolerance (%g sig + %.1e|ref| + %.0e*rms + %.0e|ref|), q %.2f",
-          what, maxerr, rms, 100.0 * worst, sig ? Z_SIG : 0.0, rt, ta, tr, q);
+    CHECK(ok, "%s  max|err| %.2e, rms(cpu) %.2e, %.1f%% of tolerance (%g sig + %s%.1e|ref| + %.0e*rms + %.0e|ref|), q %.2f",
+          what, maxerr, rms, 100.0 * worst, sig ? Z_SIG : 0.0, extra ? "extra + " : "", rt, ta, tr, q);
     return q;
+}
+static double cmp_model(const char *what, Pair p, const float *sig, double rt, double ta, double tr) {
+    return cmp_model_x(what, p, sig, NULL, rt, ta, tr);
 }
 
 // The rounding must be visible in bf16 mode (q in (0.2, 1.2), see above); tf32: q > 0.05 where
