@@ -164,6 +164,11 @@ struct ConvPlan {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t ws_fwd, ws_data, ws_filter;
+    // Math type per direction, set on cd before each call: cuDNN's perf results are (algorithm,
+    // math type) pairs, and the workspace size is that pair's; the caller must put the pair's math
+    // type on the descriptor (cudnnConvolutionFwdAlgoPerf_t.mathType). fp32 plans keep FMA_MATH
+    // (no TF32) whatever the entry says.
+    cudnnMathType_t m_fwd, m_data, m_filter;
 };
 
 static std::vector<ConvPlan *> plans;
@@ -225,7 +230,8 @@ static bool gemm_type(cudnnConvolutionBwdFilterAlgo_t a) {
 // entries that would run on tensor cores (TF32 for fp32 data) are skipped; with reduced precision
 // (tf32 / bf16) only GEMM-type algorithms are taken.
 template <typename Perf, typename Algo>
-static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, Algo *algo, size_t *ws) {
+static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, Algo *algo, size_t *ws,
+                     cudnnMathType_t *math) {
     for (int i = 0; i < n; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
         if (perf[i].memory > limit) continue;
@@ -236,6 +242,7 @@ static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, A
             continue;
         *algo = perf[i].algo;
         *ws = perf[i].memory;
+        *math = tf32 ? perf[i].mathType : CUDNN_FMA_MATH;
         return 1;
     }
     return 0;
@@ -281,7 +288,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "forward algorithm heuristics",
                     cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd, p->yd,
                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->fwd, &p->ws_fwd)) {
+        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->fwd, &p->ws_fwd, &p->m_fwd)) {
             plan_fail(p, "forward algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -296,7 +303,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-data algorithm heuristics",
                     cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd, p->xd,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_data, &p->ws_data)) {
+        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_data, &p->ws_data, &p->m_data)) {
             plan_fail(p, "backward-data algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -311,18 +318,18 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-filter algorithm heuristics",
                     cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd, p->wd,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_filter, &p->ws_filter)) {
+        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_filter, &p->ws_filter, &p->m_filter)) {
             plan_fail(p, "backward-filter algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
     }
     if (lcu_verbose())
         fprintf(stderr,
-                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B), bwd-data %d (%zu B), "
-                "bwd-filter %d (%zu B)\n",
+                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B, math %d), bwd-data %d "
+                "(%zu B, math %d), bwd-filter %d (%zu B, math %d)\n",
                 p->B, p->Cin, p->Cout, p->H, p->W, p->K, p->bf16 ? " bf16" : p->tf32 ? " tf32" : "",
-                p->det ? " det" : "", (int)p->fwd,
-                p->ws_fwd, (int)p->bwd_data, p->ws_data, (int)p->bwd_filter, p->ws_filter);
+                p->det ? " det" : "", (int)p->fwd, p->ws_fwd, (int)p->m_fwd, (int)p->bwd_data, p->ws_data,
+                (int)p->m_data, (int)p->bwd_filter, p->ws_filter, (int)p->m_filter);
 }
 
 // bf16: the plan with bf16 data (bf16 mode); 0: the fp32 plan (TF32 per nn_cuda_tf32()).
@@ -344,6 +351,9 @@ static ConvPlan *get_plan(int B, int Cin, int Cout, int H, int W, int K, int bf1
     plans.push_back(p);
     return p;
 }
+
+// Puts the chosen math type of one direction on the plan's convolution descriptor.
+static cudnnStatus_t use_math(ConvPlan *p, cudnnMathType_t m) { return cudnnSetConvolutionMathType(p->cd, m); }
 
 static void check_conv_args(const char *fn, int B, int Cin, int Cout, int H, int W, int K) {
     if (B <= 0 || Cin <= 0 || Cout <= 0 || H <= 0 || W <= 0 || K <= 0 || K % 2 == 0)
@@ -373,8 +383,10 @@ static int bf16_forward(ConvPlan *p, float *out, const float *x, const float *w,
     lcu_bf16 *yb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_B, ny * sizeof(lcu_bf16));
     void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
     float one = 1.0f, zero = 0.0f;
-    cudnnStatus_t s =
-        cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, xb, p->wd, wb, p->cd, p->fwd, ws, p->ws_fwd, &zero, p->yd, yb);
+    cudnnStatus_t s = use_math(p, p->m_fwd);
+    if (s == CUDNN_STATUS_SUCCESS)
+        s = cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, xb, p->wd, wb, p->cd, p->fwd, ws, p->ws_fwd, &zero, p->yd,
+                                    yb);
     if (s != CUDNN_STATUS_SUCCESS) {
         plan_fail(p, "forward", s);
         lcu_count_precision_fallback();
@@ -395,8 +407,10 @@ static void bf16_backward(ConvPlan *p, float *dx, float *dw, const float *dout, 
         const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx);
         lcu_bf16 *dwb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_P, nw * sizeof(lcu_bf16));
         void *ws = p->ws_filter ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_filter) : NULL;
-        cudnnStatus_t s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, xb, p->yd, gb, p->cd, p->bwd_filter,
-                                                         ws, p->ws_filter, &zero, p->wd, dwb);
+        cudnnStatus_t s = use_math(p, p->m_filter);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, xb, p->yd, gb, p->cd, p->bwd_filter, ws,
+                                               p->ws_filter, &zero, p->wd, dwb);
         if (s != CUDNN_STATUS_SUCCESS) {
             plan_fail(p, "backward filter", s);
             lcu_count_precision_fallback();
@@ -410,8 +424,10 @@ static void bf16_backward(ConvPlan *p, float *dx, float *dw, const float *dout, 
         // dx in bf16 reuses the x slot: the filter gradient above, queued first, has read x already.
         lcu_bf16 *dxb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_A, nx * sizeof(lcu_bf16));
         void *ws = p->ws_data ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_data) : NULL;
-        cudnnStatus_t s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wb, p->yd, gb, p->cd, p->bwd_data, ws,
-                                                       p->ws_data, &zero, p->xd, dxb);
+        cudnnStatus_t s = use_math(p, p->m_data);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wb, p->yd, gb, p->cd, p->bwd_data, ws,
+                                             p->ws_data, &zero, p->xd, dxb);
         if (s != CUDNN_STATUS_SUCCESS) {
             plan_fail(p, "backward data", s);
             lcu_count_precision_fallback();
@@ -436,8 +452,10 @@ extern "C" void conv2d_forward(float *out, const float *x, const float *w, const
     if (p && !p->failed) {
         void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
         float one = 1.0f, zero = 0.0f;
-        cudnnStatus_t s = cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->ws_fwd,
-                                                  &zero, p->yd, out);
+        cudnnStatus_t s = use_math(p, p->m_fwd);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->ws_fwd, &zero,
+                                        p->yd, out);
         if (s == CUDNN_STATUS_SUCCESS) done = 1;
         else plan_fail(p, "forward", s);
     }
@@ -467,8 +485,10 @@ extern "C" void conv2d_backward(float *dx, float *dw, float *db, const float *do
         int done = 0;
         if (p && !p->failed) {
             void *ws = p->ws_filter ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_filter) : NULL;
-            cudnnStatus_t s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, x, p->yd, dout, p->cd,
-                                                             p->bwd_filter, ws, p->ws_filter, &one, p->wd, dw);
+            cudnnStatus_t s = use_math(p, p->m_filter);
+            if (s == CUDNN_STATUS_SUCCESS)
+                s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, x, p->yd, dout, p->cd, p->bwd_filter, ws,
+                                                   p->ws_filter, &one, p->wd, dw);
             if (s == CUDNN_STATUS_SUCCESS) done = 1;
             else plan_fail(p, "backward filter", s);
         }
@@ -481,8 +501,10 @@ extern "C" void conv2d_backward(float *dx, float *dw, float *db, const float *do
         int done = 0;
         if (p && !p->failed) {
             void *ws = p->ws_data ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_data) : NULL;
-            cudnnStatus_t s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, w, p->yd, dout, p->cd,
-                                                           p->bwd_data, ws, p->ws_data, &zero, p->xd, dx);
+            cudnnStatus_t s = use_math(p, p->m_data);
+            if (s == CUDNN_STATUS_SUCCESS)
+                s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, w, p->yd, dout, p->cd, p->bwd_data, ws,
+                                                 p->ws_data, &zero, p->xd, dx);
             if (s == CUDNN_STATUS_SUCCESS) done = 1;
             else plan_fail(p, "backward data", s);
         }

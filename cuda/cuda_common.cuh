@@ -6,7 +6,7 @@
 // * One stream (lcu_stream()) carries every kernel, copy and library call, so ops are ordered
 //   without explicit synchronisation; host results (losses, norms) synchronise that stream.
 // * Scratch: grow-only device buffers per slot (lcu_scratch), not reentrant, same model as the
-//   CPU backend's cpu_scratch. Growing one synchronises the device (cudaFree).
+//   CPU backend's cpu_scratch. Growing one synchronises the stream (lcu_device_free).
 // * Reductions are deterministic: fixed grid for a given size, per-block partials summed on the
 //   host (or by one block) in index order; no floating-point atomics anywhere.
 #ifndef LOLA_CUDA_COMMON_CUH

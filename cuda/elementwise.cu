@@ -283,7 +283,7 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sqrt_bc2 + eps);
+        p[i] = p[i] * decay - step * (mi / (sqrtf(vi) / sqrt_bc2 + eps)); // torch: addcdiv_(m, denom, -step)
     }
 }
 
@@ -295,7 +295,7 @@ extern "C" void adamw_update(float *p, const float *g, float *m, float *v, size_
     lcu_note_params(p, n); // p is a parameter range; it changes now (precision.cu)
     double bc1 = 1.0 - pow((double)b1, (double)t), bc2 = 1.0 - pow((double)b2, (double)t);
     float step = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
-    float decay = 1.0f - lr * wd;
+    float decay = (float)(1.0 - (double)lr * wd); // as src/cpu/adamw.c (torch: 1 - lr wd in double)
     adamw_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(p, g, m, v, n, b1, b2, eps, decay, step, sqrt_bc2);
     CUDA_LAUNCH_CHECK();
 }

@@ -297,8 +297,13 @@ void *lcu_device_malloc(size_t bytes, const char *what) {
     return p;
 }
 
+// The compute stream is synchronised first: ops queued on it may still read or write p (nn_free
+// right after the last op using a buffer; a grown scratch slot). cudaFree itself only "may perform
+// implicit synchronization" for cudaMalloc'd pointers (cuda_runtime_api.h, CUDA 13), so without
+// this the claim "cudaFree synchronises" would rest on driver behaviour, not on the API contract.
 void lcu_device_free(void *p, size_t bytes) {
     if (!p) return;
+    CUDA_CHECK(cudaStreamSynchronize(G.stream));
     CUDA_CHECK(cudaFree(p));
     std::lock_guard<std::mutex> lk(alloc_mu);
     device_bytes -= bytes;
@@ -397,7 +402,7 @@ static size_t ones_len = 0;
 void *lcu_scratch(int slot, size_t bytes) {
     if (slot < 0 || slot >= LCU_SCR_N) lola_die("lcu_scratch: bad slot %d", slot);
     if (bytes > scratch_cap[slot]) {
-        lcu_device_free(scratch_ptr[slot], scratch_cap[slot]); // cudaFree synchronises the device
+        lcu_device_free(scratch_ptr[slot], scratch_cap[slot]); // synchronises the stream first
         size_t cap = bytes + bytes / 8;
         cap = (cap + 255) & ~(size_t)255;
         scratch_ptr[slot] = lcu_device_malloc(cap, "an op scratch buffer");
