@@ -18,6 +18,8 @@
 #   ae-psgd    train-ae, 2 steps: PSGD (the paper's AE optimizer), attention at level 1, dropout 0.05
 #   cache      `lola cache` with the same (CPU-trained) AE on both: every latent file
 #   dm, ns     train-dm / train-ns, 1 step each, on the CPU's latent cache (same input on both)
+#   precision  the GPU program alone: dm 1 step in tf32, bf16, bf16 + LOLA_ATTENTION=flash, ae 1 step
+#              in bf16, each against its own fp32 run (finite, loss/grad_norm within rtol)
 #   eval       `lola eval` of the same CPU checkpoints (2 trajectories, 2 members, 4 sampler steps,
 #              6 states): stats.csv
 #   resume     portability: the CPU AE checkpoint resumed for 1 step by the GPU program vs by the
@@ -224,6 +226,66 @@ if [ -d "$W/c/ae/cache" ]; then
     both ns 1 $LR_NS "$W/c" "$W/gd" ns/state.h5 -- train-ns "${A[@]}"
 else
     skip "dm, ns: no CPU latent cache"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# precision: the GPU program in its reduced-precision modes (cuda/README.md switches) against its
+# own fp32 run of the same step: tf32, bf16 autocast, and bf16 + the flash attention. No CPU
+# reference exists for these roundings; the check is that the step runs, the loss and gradient
+# norm are finite and close to fp32 (rtol: tf32 1e-2, bf16 5e-2: one step of a tiny model; the
+# op-level tolerances are derived in tests/gpu/test_gpu_ops.c), and which fallbacks were taken.
+# With a CPU stand-in for LOLA_GPU the switches are ignored (warned) and the losses are equal.
+prec_smoke() { # NAME REF_RUNDIR STAGE RTOL ENV=VAL... -- CMD ARGS...
+    local name=$1 ref=$2 st=$3 rtol=$4
+    shift 4
+    local envs=()
+    while [ "$1" != -- ]; do envs+=("$1"); shift; done
+    shift
+    if [ ! -f "$ref/$st/metrics.jsonl" ]; then
+        skip "$name: no fp32 GPU run to compare with ($ref/$st)"
+        return
+    fi
+    local d=$W/$name
+    mkdir -p "$d"
+    [ "$st" = ae ] || cp -r "$W/c/ae" "$d/" # dm: the CPU AE and its latent cache; ae: from scratch
+    local okg=0 v
+    for v in "${envs[@]}"; do export "${v?}"; done
+    run "$name" gpu "$d" 1 -- "$@" && okg=1
+    for v in "${envs[@]}"; do unset "${v%%=*}"; done
+    [ $okg = 1 ] || return
+    local out c
+    out=$(python3 - "$ref/$st/metrics.jsonl" "$d/$st/metrics.jsonl" "$rtol" <<'PY'
+import json, math, sys
+def steps(p):
+    return [r for r in map(json.loads, open(p)) if r.get("event") == "step"]
+a, b, rt = steps(sys.argv[1]), steps(sys.argv[2]), float(sys.argv[3])
+if not a or not b:
+    print("compare: no step records"); sys.exit(1)
+bad = []
+for k in ("loss", "grad_norm"):
+    x, y = float(a[0][k]), float(b[0][k])
+    r = abs(x - y) / max(abs(x), 1e-30)
+    ok = math.isfinite(y) and r <= rt
+    print(f"compare: {k} fp32 {x:.7g} vs {y:.7g} (rel {r:.2e}, rtol {rt:g}){'' if ok else '  <-- beyond'}")
+    if not ok: bad.append(k)
+sys.exit(1 if bad else 0)
+PY
+)
+    c=$?
+    echo "$out" >"$OUT/compare-$name.txt"
+    local fb
+    fb=$(grep -aiE 'fell back|fallback|falls back|using the fp32 path|using im2col|GEMM path' "$OUT/$name-gpu.log" | sort | uniq -c | head -5 | tr -s ' ' | tr '\n' ';')
+    [ -n "$fb" ] && say "    $name fallbacks: $fb"
+    if [ $c -eq 0 ]; then pass "$name (${envs[*]}): $(echo "$out" | sed 's/^compare: //' | tr '\n' ' ')"
+    else fail "$name (${envs[*]}): $(echo "$out" | sed 's/^compare: //' | tr '\n' ' ')"; fi
+}
+if [ -z "$GPU_DEAD" ] && [ -f "$W/gd/dm/metrics.jsonl" ]; then
+    prec_smoke prec-dm-tf32 "$W/gd" dm 1e-2 LOLA_PRECISION=tf32 -- train-dm "${A[@]}"
+    prec_smoke prec-dm-bf16 "$W/gd" dm 5e-2 LOLA_PRECISION=bf16 -- train-dm "${A[@]}"
+    prec_smoke prec-dm-bf16-flash "$W/gd" dm 5e-2 LOLA_PRECISION=bf16 LOLA_ATTENTION=flash -- train-dm "${A[@]}"
+    prec_smoke prec-ae-bf16 "$W/g" ae 5e-2 LOLA_PRECISION=bf16 -- train-ae "${A[@]}"
+else
+    skip "precision: no fp32 GPU dm run (or no usable GPU)"
 fi
 
 # ------------------------------------------------------------------------------------------------
