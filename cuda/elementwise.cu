@@ -225,6 +225,48 @@ extern "C" void dropout_backward(float *dx, const float *dout, const float *mask
     CUDA_LAUNCH_CHECK();
 }
 
+// Fused SiLU + dropout without a mask (nn.h): the keep decision is rehashed in backward.
+__global__ void silu_dropout_fwd_kernel(float *out, const float *x, size_t n, float p, float scale, uint64_t seed) {
+    GRID_STRIDE(i, n) {
+        float m = rng_hash_uniform(seed, (uint64_t)i) >= p ? scale : 0.0f;
+        float v = x[i];
+        out[i] = (v / (1.0f + expf(-v))) * m;
+    }
+}
+__global__ void silu_dropout_bwd_kernel(float *dx, const float *dout, const float *x, size_t n, float p, float scale,
+                                        uint64_t seed) {
+    GRID_STRIDE(i, n) {
+        float m = rng_hash_uniform(seed, (uint64_t)i) >= p ? scale : 0.0f;
+        float v = x[i];
+        float s = 1.0f / (1.0f + expf(-v));
+        dx[i] = (dout[i] * m) * s * (1.0f + v * (1.0f - s));
+    }
+}
+
+extern "C" void silu_dropout_forward(float *out, const float *x, size_t n, float p, uint64_t seed) {
+    if (!(p >= 0.0f && p < 1.0f)) lola_die("silu_dropout_forward: probability p = %g must be in [0, 1)", p);
+    if (!n) return;
+    if (p == 0.0f) { // plain SiLU
+        silu_forward(out, x, n);
+        return;
+    }
+    lcu_ensure_init();
+    silu_dropout_fwd_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(out, x, n, p, 1.0f / (1.0f - p), seed);
+    CUDA_LAUNCH_CHECK();
+}
+extern "C" void silu_dropout_backward(float *dx, const float *dout, const float *x, size_t n, float p, uint64_t seed) {
+    if (!(p >= 0.0f && p < 1.0f)) lola_die("silu_dropout_backward: probability p = %g must be in [0, 1)", p);
+    if (!n || !dx) return;
+    if (p == 0.0f) {
+        silu_backward(dx, dout, x, n);
+        return;
+    }
+    lcu_ensure_init();
+    silu_dropout_bwd_kernel<<<lcu_grid(n), LCU_THREADS, 0, lcu_stream()>>>(dx, dout, x, n, p, 1.0f / (1.0f - p),
+                                                                           seed);
+    CUDA_LAUNCH_CHECK();
+}
+
 __global__ void randn_kernel(float *out, size_t n, uint64_t seed) {
     GRID_STRIDE(i, n) out[i] = rng_hash_normal(seed, (uint64_t)i);
 }

@@ -63,13 +63,25 @@
 // each kernel opts in (cudaFuncAttributeMaxDynamicSharedMemorySize; up to 227 KiB on sm_90, where
 // bf16 at dh = 128 fits 2 blocks per SM). A device whose opt-in limit is smaller (A100: 163 KiB,
 // too small for tf32 at dh = 128) falls back to the GEMM path (fa_usable).
+//
+// Without a GPU: tests/gpu/flash_emu/ compiles the kernel part of this file on the host
+// (FA_KERNELS_ONLY: no CUDA headers, no host part; FA_SMEM redefined) with the CUDA features it
+// uses emulated, and checks the kernels against a double-precision reference.
 #include <math.h>
-#include <mma.h>
 #include <stdint.h>
 
+#ifndef FA_KERNELS_ONLY
+#include <mma.h>
+
 #include "precision.cuh"
+#endif
 
 using namespace nvcuda;
+
+// The kernels' dynamic shared memory.
+#ifndef FA_SMEM
+#define FA_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
 
 // bf16 and tf32 WMMA need compute capability 8.0; for older targets the kernels compile empty and
 // the host never launches them (fa_usable checks the device).
@@ -172,7 +184,7 @@ __device__ __forceinline__ void fa_stage(T *dst, int ldd, const float *src, size
 #if FA_DEVICE_OK
 // One warp: C (16 x 64 fp32, row stride FA_LDF) = A B^T, A = the warp's 16 rows of a staged tile
 // (16 x DH, row stride LDT), B = a staged 64 x DH tile. B^T is B read as a column-major matrix_b:
-// element (k, n) of B^T is B[n][k] = Bt[n * LDT + k].
+// element (k, n) of B^T is B[n][k] = B[n * LDT + k].
 template <typename T, int DH> __device__ __forceinline__ void fa_mma_abt(float *C, const T *A, const T *B) {
     typedef FaFrag<T> F;
     constexpr int LDT = FaLayout<T, DH>::LDT, KS = FaFrag<T>::KS;
@@ -245,7 +257,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     typedef FaElem<T> E;
     typedef FaFrag<T> F;
     typedef FaLayout<T, DH> L;
-    extern __shared__ __align__(128) unsigned char fa_smem[];
+    FA_SMEM(fa_smem);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, e = lane & 1;
     const int i0 = blockIdx.x * FA_TILE, h = blockIdx.y, b = blockIdx.z, D = H * DH;
     const size_t ld = 3 * (size_t)D;
@@ -345,7 +357,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     typedef FaElem<T> E;
     typedef FaFrag<T> F;
     typedef FaLayout<T, DH> L;
-    extern __shared__ __align__(128) unsigned char fa_smem[];
+    FA_SMEM(fa_smem);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, e = lane & 1;
     const int j0 = blockIdx.x * FA_TILE, h = blockIdx.y, b = blockIdx.z, D = H * DH;
     const size_t ld = 3 * (size_t)D;
@@ -410,7 +422,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     typedef FaElem<T> E;
     typedef FaFrag<T> F;
     typedef FaLayout<T, DH> L;
-    extern __shared__ __align__(128) unsigned char fa_smem[];
+    FA_SMEM(fa_smem);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, e = lane & 1;
     const int i0 = blockIdx.x * FA_TILE, h = blockIdx.y, b = blockIdx.z, D = H * DH;
     const size_t ld = 3 * (size_t)D;
@@ -459,8 +471,13 @@ __global__ void __launch_bounds__(FA_THREADS)
 #endif
 }
 
+} // namespace
+
+#ifndef FA_KERNELS_ONLY
 // ---------------------------------------------------------------------------------------------
 // Host side
+
+namespace {
 
 long fa_fwd_calls = 0, fa_bwd_calls = 0;
 int fa_dev_cc = -1, fa_dev_smem_optin = 0;
@@ -611,3 +628,4 @@ extern "C" void nn_cuda_flash_attention_stats(long *fwd, long *bwd) {
     if (fwd) *fwd = fa_fwd_calls;
     if (bwd) *bwd = fa_bwd_calls;
 }
+#endif // FA_KERNELS_ONLY

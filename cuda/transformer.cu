@@ -151,6 +151,109 @@ extern "C" void modulate_backward(float *dx, float *da, float *dc, const float *
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fused LayerNorm + adaLN modulation (nn.h): out = (1 + a) LN(x) + c without storing LN(x).
+
+// One warp per row, as ln_fwd_kernel; mean, rstd may be NULL.
+__global__ void lnmod_fwd_kernel(float *out, float *mean, float *rstd, const float *x, const float *a,
+                                 const float *c, int M, int N, int D, int ld, float eps) {
+    int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= M) return;
+    const float *xr = x + (size_t)row * D;
+    const float *ab = a + (size_t)(row / N) * ld, *cb = c + (size_t)(row / N) * ld;
+    float s = 0.0f;
+    for (int i = lane; i < D; i += 32) s += xr[i];
+    float mu = lcu_warp_sum(s) / D;
+    float v = 0.0f;
+    for (int i = lane; i < D; i += 32) {
+        float d = xr[i] - mu;
+        v += d * d;
+    }
+    float r = 1.0f / sqrtf(lcu_warp_sum(v) / D + eps);
+    float *orow = out + (size_t)row * D;
+    for (int i = lane; i < D; i += 32) orow[i] = (1.0f + ab[i]) * ((xr[i] - mu) * r) + cb[i];
+    if (lane == 0) {
+        if (mean) mean[row] = mu;
+        if (rstd) rstd[row] = r;
+    }
+}
+
+// Backward: block (b, chunk j) walks tokens n0..n1-1 of sample b in order. Per token: the row
+// reductions of ln_bwd_kernel (block sums) on dln = dout (1 + a) give dx; the token sums of
+// modulate_bwd_kernel (da: dout LN(x), dc: dout) accumulate per feature in shared memory (feature d
+// owned by thread d % blockDim, so no races) and land in part[k][j][b][d] for finish_chunks_kernel.
+// Deterministic: fixed chunks, fixed order, no atomics.
+#define LNMOD_THREADS 256
+__global__ void lnmod_bwd_kernel(float *dx, float *part, const float *dout, const float *x, const float *mean,
+                                 const float *rstd, const float *a, int B, int N, int D, int ld, int nch) {
+    extern __shared__ float acc[]; // [2][D]: da, dc partial sums
+    int b = blockIdx.x, j = blockIdx.y, tid = threadIdx.x;
+    int n0 = (int)((long)N * j / nch), n1 = (int)((long)N * (j + 1) / nch);
+    const float *ab = a + (size_t)b * ld;
+    for (int d = tid; d < D; d += blockDim.x) acc[d] = 0.0f, acc[D + d] = 0.0f;
+    for (int t = n0; t < n1; t++) {
+        size_t row = (size_t)b * N + t;
+        const float *gr = dout + row * D, *xr = x + row * D;
+        float mu = mean[row], r = rstd[row];
+        float sg = 0.0f, sgy = 0.0f;
+        for (int d = tid; d < D; d += blockDim.x) {
+            float g = gr[d], y = (xr[d] - mu) * r, gl = g * (1.0f + ab[d]);
+            acc[d] += g * y;
+            acc[D + d] += g;
+            sg += gl;
+            sgy += gl * y;
+        }
+        if (dx) { // uniform over the block (the block sums synchronise)
+            float mg = lcu_block_sum(sg) / D, mgy = lcu_block_sum(sgy) / D;
+            float *dr = dx + row * D;
+            for (int d = tid; d < D; d += blockDim.x) {
+                float gl = gr[d] * (1.0f + ab[d]);
+                dr[d] = r * (gl - mg - (xr[d] - mu) * r * mgy);
+            }
+        }
+    }
+    size_t BD = (size_t)B * D;
+    for (int d = tid; d < D; d += blockDim.x) {
+        part[(size_t)j * BD + (size_t)b * D + d] = acc[d];
+        part[(size_t)(nch + j) * BD + (size_t)b * D + d] = acc[D + d];
+    }
+}
+
+extern "C" void layernorm_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *a,
+                                           const float *c, int B, int N, int D, int ld, float eps) {
+    int M = B * N;
+    if (M <= 0 || D <= 0) return;
+    lcu_ensure_init();
+    lnmod_fwd_kernel<<<lcu_cdiv(M, LN_ROWS_PER_BLOCK), 32 * LN_ROWS_PER_BLOCK, 0, lcu_stream()>>>(
+        out, mean, rstd, x, a, c, M, N, D, ld, eps);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void layernorm_modulate_backward(float *dx, float *da, float *dc, const float *dout, const float *x,
+                                            const float *mean, const float *rstd, const float *a, int B, int N,
+                                            int D, int ld) {
+    if (B <= 0 || N <= 0 || D <= 0 || (!dx && !da && !dc)) return;
+    size_t shmem = 2 * (size_t)D * sizeof(float);
+    if (shmem > 48 * 1024)
+        lola_die("layernorm_modulate_backward: D=%d needs %zu bytes of shared memory (at most 48 KiB: D <= 6144)", D,
+                 shmem);
+    lcu_ensure_init();
+    // chunks: about 4 blocks per SM over the whole grid, at most one per token, at most 65535
+    long want = ((long)lcu_num_sms() * 4 + B - 1) / B;
+    if (want > N) want = N;
+    if (want > 65535) want = 65535;
+    int nch = want < 1 ? 1 : (int)want;
+    float *part = (float *)lcu_scratch(LCU_SCR_PART, 2 * (size_t)nch * B * D * sizeof(float));
+    dim3 grid(B, nch);
+    lnmod_bwd_kernel<<<grid, LNMOD_THREADS, shmem, lcu_stream()>>>(dx, part, dout, x, mean, rstd, a, B, N, D, ld,
+                                                                    nch);
+    CUDA_LAUNCH_CHECK();
+    if (da || dc) {
+        finish_chunks_kernel<<<lcu_grid((size_t)B * D), LCU_THREADS, 0, lcu_stream()>>>(da, dc, part, B, D, ld, nch);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Gated residual: out = (x + g y) / sqrt(1 + g^2).
 
 __global__ void gated_fwd_kernel(float *out, const float *x, const float *y, const float *g, int N, int D, int ld,

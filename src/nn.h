@@ -68,6 +68,14 @@ void silu_backward(float *dx, const float *dout, const float *x, size_t n);
 void dropout_forward(float *out, float *mask, const float *x, size_t n, float p, uint64_t seed);
 void dropout_backward(float *dx, const float *dout, const float *mask, size_t n);
 
+// Fused SiLU + dropout without a mask buffer: out = Dropout(SiLU(x)), i.e.
+// out[i] = x s (rng_hash_uniform(seed, i) >= p ? 1/(1-p) : 0), s = sigmoid(x[i]), the keep decision
+// exactly as dropout_forward; on the CPU bit-identical to silu_forward then dropout_forward.
+// backward regenerates the decision from (seed, i): dx (=, may be NULL) = dout m s (1 + x (1 - s)),
+// m the kept scale or 0. p = 0 is plain SiLU. x, out, dout, dx (n); out may not alias x.
+void silu_dropout_forward(float *out, const float *x, size_t n, float p, uint64_t seed);
+void silu_dropout_backward(float *dx, const float *dout, const float *x, size_t n, float p, uint64_t seed);
+
 // Standard normal noise: out[i] = rng_hash_normal(seed, i).
 void nn_randn(float *out, size_t n, uint64_t seed);
 
@@ -131,6 +139,19 @@ void modulate_forward(float *out, const float *x, const float *a, const float *c
 // dx (=) = dout * (1 + a); da (+=) = sum_n dout * x; dc (+=) = sum_n dout. da/dc use stride ld.
 void modulate_backward(float *dx, float *da, float *dc, const float *dout, const float *x,
                        const float *a, int B, int N, int D, int ld);
+
+// Fused LayerNorm + adaLN modulation: out[b,n,:] = (1 + a[b,:]) * LN(x[b,n,:]) + c[b,:], LN as
+// layernorm_forward (over D, biased variance, eps) with mean, rstd (B*N) saved (either may be NULL
+// when no backward follows), a, c per-sample rows of stride ld as modulate_forward. On the CPU
+// bit-identical to layernorm_forward then modulate_forward; LN(x) is not stored. x, out (B, N, D).
+void layernorm_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *a,
+                                const float *c, int B, int N, int D, int ld, float eps);
+// Its backward, recomputing LN(x) from x, mean, rstd: dx (=, may be NULL) = layernorm_backward of
+// dout (1 + a); da (+=, stride ld, may be NULL) = sum_n dout LN(x); dc (+=, may be NULL) = sum_n dout.
+// On the CPU bit-identical to modulate_backward then layernorm_backward.
+void layernorm_modulate_backward(float *dx, float *da, float *dc, const float *dout, const float *x,
+                                 const float *mean, const float *rstd, const float *a, int B, int N, int D,
+                                 int ld);
 
 // Gated variance-preserving residual (lola-spec.md 4.2): out = (x + g * y) / sqrt(1 + g^2),
 // g[b,:] a per-sample gate with row stride ld. x, y, out (B, N, D); out may alias x.

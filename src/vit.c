@@ -174,10 +174,12 @@ void vit_init_custom(const ViT *v, float *host_params, Rng *rng) {
 // Memory rule: a block keeps for its backward only what is expensive to recompute (matmul
 // outputs); the cheap elementwise tensors are recomputed in vit_backward with the same ops on the
 // same inputs in the same order, so they come out bit-identical (nn.h ops are deterministic):
-//   ln, mean, rstd = LayerNorm(x)          from the block input x (kept in xs)
-//   y0 = (1 + a) ln + b                    from ln and the block's modulation ada
+//   y0 = (1 + a) LayerNorm(x) + b, mean, rstd   from the block input x (kept in xs) and the
+//                                          block's modulation ada (one fused op; LN(x) itself is
+//                                          never stored: layernorm_modulate_backward recomputes it)
 //   angle = coo @ theta, qkr, qrstd = qk_norm_rope(qkv)   from qkv
-//   f3 = Dropout(SiLU(f1)) and its mask    from f1 and the dropout seed (rng_hash stream)
+//   f3 = Dropout(SiLU(f1))                 from f1 and the dropout seed (rng_hash stream; one fused
+//                                          op, no mask buffer: silu_dropout_backward rehashes it)
 //   r = (x + c f4) / sqrt(1 + c^2)         from x and f4
 // Batch-independent: coo (N, S) integer coordinates, coo_enc (N, S*D) their sine encodings,
 // pe (N, D), thetaT (D/2, S) scratch. Stem: cat (B, Ct, N) channel concat, tok (B, N, Ct),
@@ -187,12 +189,10 @@ void vit_init_custom(const ViT *v, float *host_params, Rng *rng) {
 //   That is 10 (B,N,D) + the attention save per block with FD = 4D, plus the block input in xs.
 // Shared (recomputed per block): mean, rstd (B*N), qrstd (B,N,2H), angle (N,D/2).
 // Scratch, shared by the forward temporaries and the backward:
-//   R = [gr | gy1 | g1] (3 (B,N,D), at least (B,N,FD) long: the dropout mask overlays it; the
-//   three are dead whenever a mask is live), g0 (running d(block input)), gt, ds (B,N,D),
+//   R = [gr | gy1 | g1] (3 (B,N,D)), g0 (running d(block input)), gt, ds (B,N,D),
 //   F1, F2 (B,N,max(FD,3D)); dangle (N,D/2); dthT, dth (S*D/2); dada (B,4D); dh1s dh1 dmodb (B,M);
 //   dpe (N,D); dtok_out (B,N,Cout); dtok (B,N,Ct); dcat (B,Ct,N).
-//   Forward temporaries: ln -> gr, y0 -> gy1, qkr -> F2, pre-dropout SiLU -> F1, f3 -> F2,
-//   mask -> R, r -> gt.
+//   Forward temporaries: y0 -> gy1, qkr -> F2, f3 -> F2, r -> gt.
 // Eval arena (train = 0): xs holds one (B,N,D) (blocks run in place), scratch gr gy1 gt F1 F2
 //   only, and the one block slot's matmul outputs live in that scratch too (their lifetimes do not
 //   overlap): qkv -> F1, att -> gr, y1 -> gt, f1 -> F1, f4 -> gr. About 7 (B,N,D) + 2 (B,N,FD).
@@ -209,7 +209,7 @@ struct ViTArena {
     float *coo, *coo_enc, *pe, *thetaT;
     float *cat, *tok, *s, *xs, *tok_out;
     BlockActs *blk;
-    float *mean, *rstd, *qrstd, *angle, *dmask;
+    float *mean, *rstd, *qrstd, *angle;
     float *g0, *g1, *gr, *gt, *gy1, *ds, *F1, *F2;
     float *dangle, *dthT, *dth, *dada, *dh1s, *dh1, *dmodb, *dpe, *dtok_out, *dtok, *dcat;
     const float *mod_in; // the mod of the last forward (caller memory)
@@ -257,14 +257,11 @@ static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
     a->rstd = take(&p, Bz * N);
     a->qrstd = take(&p, Bz * N * 2 * H);
     a->angle = c->rope ? take(&p, N * D / 2) : NULL;
-    // Scratch (see the plan above): R = [gr | gy1 | g1], the dropout mask overlays R.
-    size_t mask = (train && c->dropout > 0.0f) ? Bz * N * FD : 0;
-    size_t nr = (train ? 3 : 2) * pad16(BND);
-    float *R = take(&p, nr > mask ? nr : mask);
+    // Scratch (see the plan above): R = [gr | gy1 | g1].
+    float *R = take(&p, (train ? 3 : 2) * pad16(BND));
     a->gr = R;
     a->gy1 = at(R, pad16(BND));
     a->g1 = train ? at(R, 2 * pad16(BND)) : NULL;
-    a->dmask = mask ? R : NULL;
     a->gt = take(&p, BND);
     a->F1 = take(&p, wide);
     a->F2 = take(&p, wide);
@@ -374,11 +371,11 @@ static void rope_angles(const ViT *v, ViTArena *a, const float *theta, float *an
 // The block's cheap elementwise tensors, computed by the forward and recomputed (bit-identical:
 // same ops, same inputs, same order) by the backward.
 
-// y0 = (1 + a) LN(x) + b; ln and the LN statistics (a->mean, a->rstd) are by-products.
-static void block_y0(ViTArena *a, float *y0, float *ln, const float *x, const float *ma, const float *mb, int B,
-                     int N, int D) {
-    layernorm_forward(ln, a->mean, a->rstd, x, B * N, D, VIT_LN_EPS);
-    modulate_forward(y0, ln, ma, mb, B, N, D, 4 * D);
+// y0 = (1 + a) LN(x) + b; the LN statistics (a->mean, a->rstd) are by-products (the fused op gives
+// the bits of layernorm_forward then modulate_forward without storing LN(x)).
+static void block_y0(ViTArena *a, float *y0, const float *x, const float *ma, const float *mb, int B, int N,
+                     int D) {
+    layernorm_modulate_forward(y0, a->mean, a->rstd, x, ma, mb, B, N, D, 4 * D, VIT_LN_EPS);
 }
 
 // qkr = qk-norm + RoPE of qkv (statistics in a->qrstd, the block's angles in a->angle).
@@ -390,22 +387,24 @@ static void block_qkr(const ViT *v, ViTArena *a, const ViTBlockParams *w, const 
                          c->rope);
 }
 
-// f3 = Dropout(SiLU(f1)) with the per-sample masks of vit.h written to a->dmask (tmp receives the
-// SiLU output), or f3 = SiLU(f1) without dropout. f3, tmp, f1 pairwise distinct.
-static void block_ffn_act(const ViT *v, ViTArena *a, float *f3, float *tmp, const float *f1, int B, int l,
-                          int dropout_on, uint64_t seed, uint64_t first_sample) {
+// Per-sample dropout seeds (vit.h): sample b of block l draws from rng_hash(rng_hash(seed, l),
+// first_sample + b).
+static uint64_t ffn_seed(uint64_t seed, int l, uint64_t first_sample, int b) {
+    return rng_hash(rng_hash(seed, (uint64_t)l), first_sample + (uint64_t)b);
+}
+
+// f3 = Dropout(SiLU(f1)) with the per-sample keep decisions of vit.h (fused, no mask buffer), or
+// f3 = SiLU(f1) without dropout. f3, f1 distinct.
+static void block_ffn_act(const ViT *v, float *f3, const float *f1, int B, int l, int dropout_on, uint64_t seed,
+                          uint64_t first_sample) {
     const ViTConfig *c = &v->cfg;
     const size_t n1 = (size_t)v->N * c->ffn_factor * c->hid_channels;
     if (!dropout_on) {
         silu_forward(f3, f1, (size_t)B * n1);
         return;
     }
-    silu_forward(tmp, f1, (size_t)B * n1);
-    // Per-sample masks (vit.h): sample b draws from rng_hash(rng_hash(seed, l), first_sample + b).
-    const uint64_t lseed = rng_hash(seed, (uint64_t)l);
     for (int b = 0; b < B; b++)
-        dropout_forward(f3 + b * n1, a->dmask + b * n1, tmp + b * n1, n1, c->dropout,
-                        rng_hash(lseed, first_sample + (uint64_t)b));
+        silu_dropout_forward(f3 + b * n1, f1 + b * n1, n1, c->dropout, ffn_seed(seed, l, first_sample, b));
 }
 
 void vit_forward(ViT *v, const float *params, float *out, const float *x, const float *cond,
@@ -439,8 +438,8 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         BlockActs *k = &a->blk[a->train ? l : 0];
         float *xin = a->xs + (a->train ? (size_t)l : 0) * BND;
         float *xout = a->xs + (a->train ? (size_t)l + 1 : 0) * BND; // eval: in place (xin is dead by then)
-        // Forward temporaries (activation plan): ln -> gr, y0 -> gy1, qkr -> F2, f3 -> F2, r -> gt.
-        float *ln = a->gr, *y0 = a->gy1, *qkr = a->F2, *f3 = a->F2, *r = a->gt;
+        // Forward temporaries (activation plan): y0 -> gy1, qkr -> F2, f3 -> F2, r -> gt.
+        float *y0 = a->gy1, *qkr = a->F2, *f3 = a->F2, *r = a->gt;
         // Modulation a, b, c, d: (B, 4D), chunk order a | b | c | d.
         if (M > 0) {
             linear_forward(k->h1, mod, P + w->ada0_w, P + w->ada0_b, B, M, M);
@@ -451,7 +450,7 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         }
         const float *ma = k->ada, *mb = k->ada + D, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
         // y0 = (1 + a) LN(x) + b
-        block_y0(a, y0, ln, xin, ma, mb, B, N, D);
+        block_y0(a, y0, xin, ma, mb, B, N, D);
         // y1 = y0 + MSA(y0)
         linear_forward(k->qkv, y0, P + w->qkv_w, NULL, BN, D, 3 * D);
         block_qkr(v, a, w, P, qkr, k->qkv, B);
@@ -460,7 +459,7 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         nn_add(k->y1, k->y1, y0, BND);
         // f4 = FFN(y1)
         linear_forward(k->f1, k->y1, P + w->f0_w, P + w->f0_b, BN, D, FD);
-        block_ffn_act(v, a, f3, a->F1, k->f1, B, l, dropout_on, seed, first_sample);
+        block_ffn_act(v, f3, k->f1, B, l, dropout_on, seed, first_sample);
         linear_forward(k->f4, f3, P + w->f3_w, P + w->f3_b, BN, FD, D);
         // r = (x + c f4)/sqrt(1 + c^2); x' = (r + d s)/sqrt(1 + d^2)
         gated_residual_forward(r, xin, k->f4, mc, B, N, D, 4 * D);
@@ -498,7 +497,7 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
     const float *xl = a->xs + (size_t)c->hid_blocks * BND;
     // g0 holds the running gradient: d(block output) on entry of an iteration, d(block input) at
     // its end (gated_residual_backward may write dx over dout). The other buffers are scratch
-    // (activation plan): recomputed r -> gr, ln -> gt, y0 -> g1, qkr -> F1, f3 -> F2, mask -> R.
+    // (activation plan): recomputed r -> gr, y0 -> g1, qkr -> F1, f3 -> F2.
     float *g0 = a->g0;
     linear_backward(g0, G + v->out_w, G + v->out_b, a->dtok_out, xl, P + v->out_w, BN, D, Co);
     // Gradient-sync hooks (gradsync.h): each row group below is written by exactly one call of this
@@ -522,17 +521,18 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         nn_add(a->ds, a->ds, a->gt, BND);
         // r: dx -> g0 (in place), df4 -> gt, dc += (third chunk)
         gated_residual_backward(g0, a->gt, dada + 2 * D, g0, xin, k->f4, mc, B, N, D, 4 * D);
-        // FFN: f3 (and the dropout mask) recomputed from f1 into F2 (mask in R, gr/gy1/g1 dead here)
-        block_ffn_act(v, a, a->F2, a->F1, k->f1, B, l, a->dropout_on, a->seed, a->first_sample);
+        // FFN: f3 recomputed from f1 into F2; df3 -> F1; df1 -> F2 (the dropout keep decisions
+        // rehashed from the per-sample seeds)
+        block_ffn_act(v, a->F2, k->f1, B, l, a->dropout_on, a->seed, a->first_sample);
         linear_backward(a->F1, G + w->f3_w, G + w->f3_b, a->gt, a->F2, P + w->f3_w, BN, FD, D); // df3
-        float *df1;
+        float *df1 = a->F2;
         if (a->dropout_on) {
-            dropout_backward(a->F2, a->F1, a->dmask, (size_t)BN * FD); // d(silu out)
-            silu_backward(a->F1, a->F2, k->f1, (size_t)BN * FD);
-            df1 = a->F1;
+            const size_t n1 = (size_t)N * FD;
+            for (int b = 0; b < B; b++)
+                silu_dropout_backward(a->F2 + b * n1, a->F1 + b * n1, k->f1 + b * n1, n1, c->dropout,
+                                      ffn_seed(a->seed, l, a->first_sample, b));
         } else {
             silu_backward(a->F2, a->F1, k->f1, (size_t)BN * FD);
-            df1 = a->F2;
         }
         linear_backward(a->gy1, G + w->f0_w, G + w->f0_b, df1, k->y1, P + w->f0_w, BN, D, FD); // dy1
         // y1 = y0 + y_proj(att): dy0 = dy1 + (MSA path)
@@ -543,13 +543,12 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         if (c->rope) nn_zero(a->dangle, (size_t)N * H2);
         qk_norm_rope_backward(dqkv, c->rope ? a->dangle : NULL, dqkr, k->qkv, a->qrstd, a->angle, B, N, H, dh,
                               c->qk_norm, c->rope);
-        float *ln = a->gt, *y0 = a->g1; // recomputed (datt in gt is dead)
-        block_y0(a, y0, ln, xin, ma, mb, B, N, D);
+        float *y0 = a->g1; // recomputed
+        block_y0(a, y0, xin, ma, mb, B, N, D);
         linear_backward(a->gr, G + w->qkv_w, NULL, dqkv, y0, P + w->qkv_w, BN, D, 3 * D);
         nn_add(a->gy1, a->gy1, a->gr, BND); // dy0
-        // y0 = (1 + a) LN(x) + b
-        modulate_backward(a->gr, dada, dada + D, a->gy1, ln, ma, B, N, D, 4 * D); // dln
-        layernorm_backward(a->gt, a->gr, xin, a->mean, a->rstd, BN, D);
+        // y0 = (1 + a) LN(x) + b: dx -> gt (datt there is dead), da, db += (first, second chunk)
+        layernorm_modulate_backward(a->gt, dada, dada + D, a->gy1, xin, a->mean, a->rstd, ma, B, N, D, 4 * D);
         nn_add(g0, g0, a->gt, BND);
         // theta: angle = coo @ theta -> dtheta^T (D/2, S) = dangle^T @ coo
         if (c->rope) {

@@ -649,6 +649,112 @@ static void test_modulate(void) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fused ops of the ViT block: layernorm_modulate_* and silu_dropout_* must give the same bits as
+// the op sequences they replace, and their own finite-difference gradients.
+
+typedef struct {
+    float *x, *mod, *out, *mean, *rstd, *G;
+    int B, N, D, ld;
+} LnMod;
+static double lnmod_loss(void *c) {
+    LnMod *p = c;
+    layernorm_modulate_forward(p->out, p->mean, p->rstd, p->x, p->mod, p->mod + p->D, p->B, p->N, p->D, p->ld,
+                               1e-5f);
+    return dotg(p->out, p->G, (size_t)p->B * p->N * p->D);
+}
+static double silu_dropout_loss(void *c) {
+    Elt *e = c;
+    silu_dropout_forward(e->y, e->x, e->n, e->p, e->seed);
+    return dotg(e->y, e->G, e->n);
+}
+
+static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
+
+static void test_fused(void) {
+    // layernorm_modulate vs layernorm + modulate: a small case, one over CPU_PAR_MIN with D > 256
+    // (several feature blocks, several threads), and an odd one.
+    int cases[][3] = {{2, 5, 6}, {3, 100, 300}, {1, 37, 1024}};
+    for (int k = 0; k < 3; k++) {
+        int B = cases[k][0], N = cases[k][1], D = cases[k][2], ld = 4 * D, M = B * N;
+        size_t n = (size_t)M * D, nm = (size_t)B * ld;
+        float *x = uni(n, -2, 3), *mod = uni(nm, -0.5f, 0.5f), *G = uni(n, -1, 1);
+        float *ln = nn_alloc(n), *o1 = nn_alloc(n), *o2 = nn_alloc(n), *m1 = nn_alloc(M), *r1 = nn_alloc(M);
+        float *m2 = nn_alloc(M), *r2 = nn_alloc(M), *dln = nn_alloc(n), *dx1 = nans(n), *dx2 = nans(n);
+        float *dm1 = uni(nm, -1, 1), *dm2 = nn_alloc(nm);
+        nn_copy(dm2, dm1, nm);
+        layernorm_forward(ln, m1, r1, x, M, D, 1e-5f);
+        modulate_forward(o1, ln, mod, mod + D, B, N, D, ld);
+        layernorm_modulate_forward(o2, m2, r2, x, mod, mod + D, B, N, D, ld, 1e-5f);
+        CHECK(same_bits(o1, o2, n) && same_bits(m1, m2, M) && same_bits(r1, r2, M),
+              "layernorm_modulate_forward == layernorm_forward + modulate_forward bit for bit (B%d N%d D%d)", B, N, D);
+        modulate_backward(dln, dm1, dm1 + D, G, ln, mod, B, N, D, ld);
+        layernorm_backward(dx1, dln, x, m1, r1, M, D);
+        layernorm_modulate_backward(dx2, dm2, dm2 + D, G, x, m2, r2, mod, B, N, D, ld);
+        CHECK(same_bits(dx1, dx2, n) && same_bits(dm1, dm2, nm),
+              "layernorm_modulate_backward == modulate_backward + layernorm_backward bit for bit, da/dc += "
+              "(B%d N%d D%d)", B, N, D);
+        nn_fill(dx2, NAN, n);
+        layernorm_modulate_backward(dx2, NULL, NULL, G, x, m2, r2, mod, B, N, D, ld);
+        layernorm_modulate_backward(NULL, dm2, NULL, G, x, m2, r2, mod, B, N, D, ld);
+        CHECK(same_bits(dx1, dx2, n), "layernorm_modulate_backward dx alone (da, dc NULL) (B%d N%d D%d)", B, N, D);
+        nn_free(x), nn_free(mod), nn_free(G), nn_free(ln), nn_free(o1), nn_free(o2), nn_free(m1), nn_free(r1);
+        nn_free(m2), nn_free(r2), nn_free(dln), nn_free(dx1), nn_free(dx2), nn_free(dm1), nn_free(dm2);
+    }
+    { // gradients and the value
+        LnMod p = {.B = 2, .N = 5, .D = 7};
+        p.ld = 4 * p.D;
+        size_t n = (size_t)p.B * p.N * p.D, nm = (size_t)p.B * p.ld;
+        p.x = uni(n, -1, 2), p.mod = uni(nm, -1, 1), p.out = nn_alloc(n), p.G = uni(n, -1, 1);
+        p.mean = nn_alloc((size_t)p.B * p.N), p.rstd = nn_alloc((size_t)p.B * p.N);
+        lnmod_loss(&p);
+        // value at b = 1, n = 2, d = 3 in float64
+        const float *row = p.x + (size_t)(1 * p.N + 2) * p.D;
+        double mu = 0, var = 0;
+        for (int j = 0; j < p.D; j++) mu += row[j];
+        mu /= p.D;
+        for (int j = 0; j < p.D; j++) var += (row[j] - mu) * (row[j] - mu);
+        var /= p.D;
+        double want = (1 + p.mod[p.ld + 3]) * (row[3] - mu) / sqrt(var + 1e-5) + p.mod[p.ld + p.D + 3];
+        CHECK_CLOSE(p.out[(size_t)(1 * p.N + 2) * p.D + 3], want, 1e-5, 1e-5, "layernorm_modulate value (1 + a) LN(x) + c");
+        float *dx = nans(n), *dmod = nn_alloc(nm);
+        layernorm_modulate_backward(dx, dmod, dmod + p.D, p.G, p.x, p.mean, p.rstd, p.mod, p.B, p.N, p.D, p.ld);
+        gradcheck("layernorm_modulate dx", lnmod_loss, &p, p.x, dx, n);
+        gradcheck("layernorm_modulate da, dc (stride ld)", lnmod_loss, &p, p.mod, dmod, nm);
+        nn_free(dx), nn_free(dmod), nn_free(p.x), nn_free(p.mod), nn_free(p.out), nn_free(p.G), nn_free(p.mean),
+            nn_free(p.rstd);
+    }
+
+    // silu_dropout vs silu + dropout (n over CPU_PAR_MIN and not a multiple of the chunk)
+    size_t n = 100003;
+    float *x = uni(n, -8, 8), *G = uni(n, -1, 1), *s = nn_alloc(n), *mask = nn_alloc(n), *o1 = nn_alloc(n);
+    float *o2 = nn_alloc(n), *d1 = nans(n), *d2 = nans(n);
+    float ps[3] = {0.3f, 0.05f, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        uint64_t seed = 4242 + k;
+        silu_forward(s, x, n);
+        dropout_forward(o1, mask, s, n, ps[k], seed);
+        silu_dropout_forward(o2, x, n, ps[k], seed);
+        CHECK(same_bits(o1, o2, n), "silu_dropout_forward == silu_forward + dropout_forward bit for bit (p = %.2f)",
+              ps[k]);
+        dropout_backward(s, G, mask, n);
+        silu_backward(d1, s, x, n);
+        silu_dropout_backward(d2, G, x, n, ps[k], seed);
+        CHECK(same_bits(d1, d2, n), "silu_dropout_backward == dropout_backward + silu_backward bit for bit (p = %.2f)",
+              ps[k]);
+    }
+    silu_forward(o1, x, n);
+    silu_dropout_forward(o2, x, n, 0.0f, 99);
+    CHECK(same_bits(o1, o2, n), "silu_dropout with p = 0 is plain SiLU");
+    nn_free(x), nn_free(G), nn_free(s), nn_free(mask), nn_free(o1), nn_free(o2), nn_free(d1), nn_free(d2);
+    Elt e = {.n = 120, .p = 0.25f, .seed = 17};
+    e.x = uni(e.n, -6, 6), e.y = nn_alloc(e.n), e.G = uni(e.n, -1, 1);
+    float *dx = nans(e.n);
+    silu_dropout_backward(dx, e.G, e.x, e.n, e.p, e.seed);
+    gradcheck("silu_dropout (p = 0.25)", silu_dropout_loss, &e, e.x, dx, e.n);
+    nn_free(dx), nn_free(e.x), nn_free(e.y), nn_free(e.G);
+}
+
+// ---------------------------------------------------------------------------------------------
 // qk-norm + RoPE, attention
 
 typedef struct {
@@ -914,6 +1020,7 @@ int main(void) {
     test_norms();
     test_linear();
     test_modulate();
+    test_fused();
     test_qk_norm_rope();
     test_attention();
     test_sine();

@@ -108,6 +108,50 @@ void dropout_backward(float *dx, const float *dout, const float *mask, size_t n)
     for (size_t i = 0; i < n; i++) dx[i] = dout[i] * mask[i];
 }
 
+// Fused SiLU + inverted dropout without a mask buffer (nn.h): the keep decision is recomputed from
+// the hash in backward. The same float operations as silu_forward then dropout_forward (backward:
+// dropout_backward then silu_backward), so the results are bit-identical to that sequence.
+CPU_KERNEL static void silu_dropout_fwd_kernel(float *out, const float *x, size_t n, float p, uint64_t seed,
+                                               size_t first) {
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        float m = rng_hash_uniform(seed, (uint64_t)(first + i)) >= p ? keep : 0.0f;
+        out[i] = (x[i] * cpu_sigmoidf(x[i])) * m;
+    }
+}
+CPU_KERNEL static void silu_dropout_bwd_kernel(float *dx, const float *dout, const float *x, size_t n, float p,
+                                               uint64_t seed, size_t first) {
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        float m = rng_hash_uniform(seed, (uint64_t)(first + i)) >= p ? keep : 0.0f;
+        float g = dout[i] * m, s = cpu_sigmoidf(x[i]);
+        dx[i] = g * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+void silu_dropout_forward(float *out, const float *x, size_t n, float p, uint64_t seed) {
+    if (!(p >= 0.0f && p < 1.0f)) lola_die("silu_dropout_forward: p = %g, need 0 <= p < 1", p);
+    if (p == 0.0f) { // every element kept with scale 1: plain SiLU (the same bits)
+        silu_forward(out, x, n);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i += CPU_CHUNK)
+        silu_dropout_fwd_kernel(out + i, x + i, cpu_min_size(CPU_CHUNK, n - i), p, seed, i);
+}
+
+void silu_dropout_backward(float *dx, const float *dout, const float *x, size_t n, float p, uint64_t seed) {
+    if (!dx) return;
+    if (!(p >= 0.0f && p < 1.0f)) lola_die("silu_dropout_backward: p = %g, need 0 <= p < 1", p);
+    if (p == 0.0f) {
+        silu_backward(dx, dout, x, n);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i += CPU_CHUNK)
+        silu_dropout_bwd_kernel(dx + i, dout + i, x + i, cpu_min_size(CPU_CHUNK, n - i), p, seed, i);
+}
+
 void nn_randn(float *out, size_t n, uint64_t seed) {
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN / 8)
     for (size_t i = 0; i < n; i++) out[i] = rng_hash_normal(seed, (uint64_t)i);

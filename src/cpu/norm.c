@@ -3,6 +3,7 @@
 // Statistics are accumulated in float64, two-pass (mean, then squared deviations).
 // Activation gradients are written (=).
 #include <math.h>
+#include <stdlib.h>
 
 #include "cpu.h"
 #include "nn.h"
@@ -91,43 +92,52 @@ void layernorm_channels_backward(float *dx, const float *dout, const float *x, c
 // Token LayerNorm over D (torch.nn.LayerNorm(D, elementwise_affine=False)): BIASED variance.
 //   y = (x - mean) * rstd, rstd = 1 / sqrt(sum (x - mean)^2 / D + eps). x, out (M, D); mean, rstd (M).
 
+// The statistics of one row (shared by layernorm_forward and layernorm_modulate_forward, so the
+// two produce the same bits).
+static inline void ln_row_stats(const float *xi, int D, float eps, float *mean, float *rstd) {
+    double s = 0.0, q = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < D; j++) s += xi[j];
+    float m = (float)(s / D);
+#pragma omp simd reduction(+ : q)
+    for (int j = 0; j < D; j++) {
+        float d = xi[j] - m;
+        q += (double)d * d;
+    }
+    *mean = m;
+    *rstd = (float)(1.0 / sqrt(q / D + eps));
+}
+
 CPU_KERNEL static void ln_fwd_rows(float *out, float *mean, float *rstd, const float *x, int rows,
                                    int D, float eps) {
     for (int i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * D;
         float *oi = out + (size_t)i * D;
-        double s = 0.0, q = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int j = 0; j < D; j++) s += xi[j];
-        float m = (float)(s / D);
-#pragma omp simd reduction(+ : q)
-        for (int j = 0; j < D; j++) {
-            float d = xi[j] - m;
-            q += (double)d * d;
-        }
-        float r = (float)(1.0 / sqrt(q / D + eps));
+        float m, r;
+        ln_row_stats(xi, D, eps, &m, &r);
         for (int j = 0; j < D; j++) oi[j] = (xi[j] - m) * r;
         mean[i] = m;
         rstd[i] = r;
     }
 }
 
-// dx_j = rstd * (g_j - mean(g) - y_j * mean(g y)).
+// dx_j = rstd * (g_j - mean(g) - y_j * mean(g y)) for one row (shared by layernorm_backward and
+// layernorm_modulate_backward).
+static inline void ln_bwd_row(float *di, const float *gi, const float *xi, float m, float r, int D) {
+    double sg = 0.0, sgy = 0.0;
+#pragma omp simd reduction(+ : sg, sgy)
+    for (int j = 0; j < D; j++) {
+        sg += gi[j];
+        sgy += (double)gi[j] * ((xi[j] - m) * r);
+    }
+    float a = (float)(sg / D), e = (float)(sgy / D);
+    for (int j = 0; j < D; j++) di[j] = r * (gi[j] - a - (xi[j] - m) * r * e);
+}
+
 CPU_KERNEL static void ln_bwd_rows(float *dx, const float *dout, const float *x, const float *mean,
                                    const float *rstd, int rows, int D) {
-    for (int i = 0; i < rows; i++) {
-        const float *xi = x + (size_t)i * D, *gi = dout + (size_t)i * D;
-        float *di = dx + (size_t)i * D;
-        float m = mean[i], r = rstd[i];
-        double sg = 0.0, sgy = 0.0;
-#pragma omp simd reduction(+ : sg, sgy)
-        for (int j = 0; j < D; j++) {
-            sg += gi[j];
-            sgy += (double)gi[j] * ((xi[j] - m) * r);
-        }
-        float a = (float)(sg / D), e = (float)(sgy / D);
-        for (int j = 0; j < D; j++) di[j] = r * (gi[j] - a - (xi[j] - m) * r * e);
-    }
+    for (int i = 0; i < rows; i++)
+        ln_bwd_row(dx + (size_t)i * D, dout + (size_t)i * D, x + (size_t)i * D, mean[i], rstd[i], D);
 }
 
 // Rows per task so that a task holds about CPU_CHUNK elements.
@@ -151,6 +161,88 @@ void layernorm_backward(float *dx, const float *dout, const float *x, const floa
     for (int i = 0; i < M; i += rt)
         ln_bwd_rows(dx + (size_t)i * D, dout + (size_t)i * D, x + (size_t)i * D, mean + i, rstd + i,
                     M - i < rt ? M - i : rt, D);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused LayerNorm + adaLN modulation (nn.h): out = (1 + a) LN(x) + c. The same float operations in
+// the same order as layernorm_forward then modulate_forward (and, backward, modulate_backward then
+// layernorm_backward), so the results are bit-identical to that sequence; LN(x) is never stored.
+
+// Rows row0 .. row0+rows-1 of the (B*N, D) token matrix; a, c rows of stride ld per sample.
+CPU_KERNEL static void lnmod_fwd_rows(float *out, float *mean, float *rstd, const float *x, const float *a,
+                                      const float *c, int row0, int rows, int N, int D, int ld, float eps) {
+    for (int i = 0; i < rows; i++) {
+        const float *xi = x + (size_t)i * D;
+        const float *ab = a + (size_t)((row0 + i) / N) * ld, *cb = c + (size_t)((row0 + i) / N) * ld;
+        float *oi = out + (size_t)i * D;
+        float m, r;
+        ln_row_stats(xi, D, eps, &m, &r);
+        for (int j = 0; j < D; j++) oi[j] = (1.0f + ab[j]) * ((xi[j] - m) * r) + cb[j];
+        if (mean) mean[i] = m;
+        if (rstd) rstd[i] = r;
+    }
+}
+
+// dx rows: dln = dout (1 + a) into the row buffer g (D floats), then the LayerNorm row backward.
+CPU_KERNEL static void lnmod_bwd_rows(float *dx, float *g, const float *dout, const float *x, const float *mean,
+                                      const float *rstd, const float *a, int row0, int rows, int N, int D,
+                                      int ld) {
+    for (int i = 0; i < rows; i++) {
+        const float *gi = dout + (size_t)i * D, *ab = a + (size_t)((row0 + i) / N) * ld;
+        for (int j = 0; j < D; j++) g[j] = gi[j] * (1.0f + ab[j]);
+        ln_bwd_row(dx + (size_t)i * D, g, x + (size_t)i * D, mean[i], rstd[i], D);
+    }
+}
+
+// Features per task of the da/dc token sums (modulate.c's block size, the same per-feature order).
+#define LNMOD_DB 256
+
+void layernorm_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *a,
+                                const float *c, int B, int N, int D, int ld, float eps) {
+    int M = B * N, rt = ln_rows_per_task(D);
+#pragma omp parallel for schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
+    for (int i = 0; i < M; i += rt)
+        lnmod_fwd_rows(out + (size_t)i * D, mean ? mean + i : NULL, rstd ? rstd + i : NULL, x + (size_t)i * D, a,
+                       c, i, M - i < rt ? M - i : rt, N, D, ld, eps);
+}
+
+void layernorm_modulate_backward(float *dx, float *da, float *dc, const float *dout, const float *x,
+                                 const float *mean, const float *rstd, const float *a, int B, int N, int D,
+                                 int ld) {
+    int M = B * N;
+    if (da || dc) { // pass 1: da += sum_n dout LN(x), dc += sum_n dout (float64, tokens in order)
+        int nblk = (D + LNMOD_DB - 1) / LNMOD_DB;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)M * D >= CPU_PAR_MIN)
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < nblk; k++) {
+                int d0 = k * LNMOD_DB, d1 = d0 + LNMOD_DB < D ? d0 + LNMOD_DB : D;
+                double sa[LNMOD_DB] = {0}, sc[LNMOD_DB] = {0};
+                for (int n = 0; n < N; n++) {
+                    size_t row = (size_t)b * N + n, off = row * D;
+                    float m = mean[row], r = rstd[row];
+                    for (int d = d0; d < d1; d++) {
+                        float g = dout[off + d], y = (x[off + d] - m) * r;
+                        sa[d - d0] += (double)g * y;
+                        sc[d - d0] += g;
+                    }
+                }
+                for (int d = d0; d < d1; d++) {
+                    if (da) da[(size_t)b * ld + d] += (float)sa[d - d0];
+                    if (dc) dc[(size_t)b * ld + d] += (float)sc[d - d0];
+                }
+            }
+    }
+    if (!dx) return;
+    int rt = ln_rows_per_task(D); // pass 2: dx, row by row
+#pragma omp parallel if ((size_t)M * D >= CPU_PAR_MIN)
+    {
+        float *g = lola_calloc((size_t)D, sizeof(float));
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i += rt)
+            lnmod_bwd_rows(dx + (size_t)i * D, g, dout + (size_t)i * D, x + (size_t)i * D, mean + i, rstd + i, a, i,
+                           M - i < rt ? M - i : rt, N, D, ld);
+        free(g);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@
 //
 // Usage: test_gpu_ops [--no-tests] [--big] [--bench] [--bench-quick] [--only s1,s2] [--list]
 //   --big     also check larger, model-sized shapes (a few seconds of CPU reference time)
-//   --bench   time conv / linear / attention (fp32, tf32, bf16) and memory-bound ops at the model shapes
+//   --bench   time conv / linear / attention (fp32, tf32, bf16; attention also with the fused
+//             kernels, LOLA_ATTENTION=flash) and memory-bound ops at the model shapes
 //   --only    run only the named test sections (--list prints them); no coverage check then
 #include <math.h>
 #include <stdint.h>
@@ -135,6 +136,8 @@ static int cmp_exact(const char *what, Pair p) {
     return bad == 0;
 }
 
+static int same_bits(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof(float)); }
+
 #define TA 1e-5 // tight: atol (x rms)
 #define TR 1e-4 // tight: rtol
 // Convolutions: cuDNN may pick Winograd or FFT algorithms for fp32 (exact up to a few 1e-6 of the
@@ -144,6 +147,7 @@ static int cmp_exact(const char *what, Pair p) {
 
 static int selfcheck = 0; // make gpu-selfcheck: the CPU backend on both sides (nn_cuda_stub.c)
 static int env_prec = 0;  // the precision nn_init read from LOLA_PRECISION / LOLA_TF32
+static int env_attn = 0;  // the attention engine nn_init read from LOLA_ATTENTION
 
 // ---------------------------------------------------------------------------------------------
 // Reduced precision (LOLA_PRECISION=tf32|bf16): the error model behind the tolerances.
@@ -337,6 +341,12 @@ static void test_memory(void) {
         CHECK(env_prec == want, "precision from the environment: %s (LOLA_PRECISION=%s, LOLA_TF32=%s)",
               nn_cuda_precision_name(env_prec), ep ? ep : "", et ? et : "");
     CHECK(nn_cuda_precision() == NN_PREC_FP32 && !nn_cuda_tf32(), "the checks start in exact fp32 (TF32 off)");
+    const char *ea = getenv("LOLA_ATTENTION");
+    int want_attn = !ea || !ea[0] ? NN_ATTN_GEMM : !strcmp(ea, "flash") ? NN_ATTN_FLASH : NN_ATTN_AUTO;
+    if (!selfcheck)
+        CHECK(env_attn == want_attn, "attention engine from the environment: %s (LOLA_ATTENTION=%s)",
+              nn_cuda_attention_impl_name(env_attn), ea ? ea : "");
+    CHECK(nn_cuda_attention_impl() == NN_ATTN_GEMM, "the checks start on the GEMM attention path");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -722,6 +732,47 @@ static void test_linear_prec(int M, int K, int N, int bias, int prec, int impl, 
     nn_cuda_set_gemm_impl(NN_GEMM_AUTO);
 }
 
+// Every operand at float offset 1 (4-byte aligned, not 16), as parameters and activations inside
+// larger buffers are: the cuBLASLt plans must use the actual alignments (lt.cu, MIN_ALIGNMENT_*
+// preferences in the plan key), the forward bias goes through the aligned copy, dw / db through
+// the BGRADB epilogue at odd addresses, and nothing may be written before the offset (element 0
+// of every output stays as it was). Inputs pre-rounded to the mode's format: every mode must
+// equal the CPU to fp32 order.
+static void test_linear_offset(int prec, int impl) {
+    covered("linear_forward"), covered("linear_backward");
+    use_precision(prec);
+    nn_cuda_set_gemm_impl(impl);
+    long fb0 = nn_cuda_precision_fallback_calls();
+    int M = 67, K = 96, N = 72;
+    size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+    float bound = 1.0f / sqrtf((float)K);
+    Pair x = prand(nx + 1, -1, 1), w = prand(nw + 1, -bound, bound), b = prand((size_t)N + 1, -bound, bound);
+    Pair y = prand(ny + 1, -1, 1), go = prand(ny + 1, -1, 1), dx = prand(nx + 1, -1, 1), dw = prand(nw + 1, -1, 1);
+    Pair db = prand((size_t)N + 1, -1, 1);
+    round_pair(x, prec), round_pair(w, prec), round_pair(go, prec);
+    cpu_linear_forward(y.c + 1, x.c + 1, w.c + 1, b.c + 1, M, K, N);
+    linear_forward(y.g + 1, x.g + 1, w.g + 1, b.g + 1, M, K, N);
+    cpu_linear_backward(dx.c + 1, dw.c + 1, db.c + 1, go.c + 1, x.c + 1, w.c + 1, M, K, N);
+    linear_backward(dx.g + 1, dw.g + 1, db.g + 1, go.g + 1, x.g + 1, w.g + 1, M, K, N);
+    const char *in = impl == NN_GEMM_LT ? "lt" : impl == NN_GEMM_CUBLAS ? "cublas" : "auto";
+    char tag[128], name[224];
+    snprintf(tag, sizeof tag, "M=%d K=%d N=%d, every pointer at float offset 1 [%s %s]", M, K, N,
+             nn_cuda_precision_name(prec), in);
+    snprintf(name, sizeof name, "linear_forward %s", tag);
+    cmp(name, y, TA, TR);
+    snprintf(name, sizeof name, "linear_backward dx %s", tag);
+    cmp(name, dx, TA, TR);
+    snprintf(name, sizeof name, "linear_backward dw (+=) %s", tag);
+    cmp(name, dw, TA, TR);
+    snprintf(name, sizeof name, "linear_backward db (+=) %s", tag);
+    cmp(name, db, TA, TR);
+    long fb = nn_cuda_precision_fallback_calls() - fb0;
+    if (fb) printf("  # %s: %ld GEMM calls fell back from cuBLASLt to cuBLAS\n", tag, fb);
+    pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
+    nn_cuda_set_precision(NN_PREC_FP32);
+    nn_cuda_set_gemm_impl(NN_GEMM_AUTO);
+}
+
 static void test_linear(int big) {
     covered("linear_forward"), covered("linear_backward");
     int cases[][4] = {{37, 65, 129, 1}, {256, 512, 384, 1}, {5, 7, 3, 0}, {1280, 256, 768, 0}, {1024, 1024, 1024, 1}};
@@ -776,6 +827,9 @@ static void test_linear(int big) {
     test_linear_prec(256, 512, 384, 1, NN_PREC_TF32, NN_GEMM_CUBLAS, 0);
     test_linear_prec(37, 65, 129, 1, NN_PREC_BF16, NN_GEMM_LT, 1);
     if (big) test_linear_prec(1024, 1024, 1024, 1, NN_PREC_BF16, NN_GEMM_AUTO, 1);
+    test_linear_offset(NN_PREC_FP32, NN_GEMM_LT);
+    test_linear_offset(NN_PREC_TF32, NN_GEMM_AUTO);
+    test_linear_offset(NN_PREC_BF16, NN_GEMM_AUTO);
     printf("# linear: %ld GEMM calls fell back from cuBLASLt to cuBLAS%s\n", nn_cuda_precision_fallback_calls() - fb0,
            nn_cuda_precision_fallback_calls() > fb0 ? " (see the warning above)" : "");
 }
@@ -850,6 +904,58 @@ static void test_modulate_gated(void) {
     }
 }
 
+// Fused ops of the ViT block (nn.h): layernorm_modulate_* and silu_dropout_* (the keep decision
+// rehashed, no mask) against the CPU backend's.
+static void test_fused_block_ops(void) {
+    covered("layernorm_modulate_forward"), covered("layernorm_modulate_backward");
+    covered("silu_dropout_forward"), covered("silu_dropout_backward");
+    int cases[][3] = {{3, 17, 40}, {2, 1280, 256}, {1, 300, 1024}, {5, 3, 700}};
+    char name[160];
+    for (int k = 0; k < 4; k++) {
+        int B = cases[k][0], N = cases[k][1], D = cases[k][2], ld = 4 * D, M = B * N;
+        size_t n = (size_t)M * D;
+        char tag[64];
+        snprintf(tag, sizeof tag, "B=%d N=%d D=%d", B, N, D);
+        Pair mod = prand((size_t)B * ld, -0.5f, 0.5f), x = prand(n, -2, 3), o = pnew(n), mu = pnew(M), rs = pnew(M);
+        Pair go = prand(n, -1, 1), dx = pnew(n), dmod = prand((size_t)B * ld, -1, 1);
+        cpu_layernorm_modulate_forward(o.c, mu.c, rs.c, x.c, mod.c, mod.c + D, B, N, D, ld, 1e-5f);
+        layernorm_modulate_forward(o.g, mu.g, rs.g, x.g, mod.g, mod.g + D, B, N, D, ld, 1e-5f);
+        snprintf(name, sizeof name, "layernorm_modulate_forward out %s", tag);
+        cmp(name, o, TA, TR);
+        snprintf(name, sizeof name, "layernorm_modulate_forward mean %s", tag);
+        cmp(name, mu, TA, TR);
+        snprintf(name, sizeof name, "layernorm_modulate_forward rstd %s", tag);
+        cmp(name, rs, TA, TR);
+        layernorm_modulate_forward(o.g, NULL, NULL, x.g, mod.g, mod.g + D, B, N, D, ld, 1e-5f);
+        snprintf(name, sizeof name, "layernorm_modulate_forward out, mean/rstd NULL %s", tag);
+        cmp(name, o, TA, TR);
+        cpu_layernorm_modulate_backward(dx.c, dmod.c, dmod.c + D, go.c, x.c, mu.c, rs.c, mod.c, B, N, D, ld);
+        layernorm_modulate_backward(dx.g, dmod.g, dmod.g + D, go.g, x.g, mu.g, rs.g, mod.g, B, N, D, ld);
+        snprintf(name, sizeof name, "layernorm_modulate_backward dx %s", tag);
+        cmp(name, dx, TA, TR);
+        snprintf(name, sizeof name, "layernorm_modulate_backward da, dc (+=, stride ld; rest untouched) %s", tag);
+        cmp(name, dmod, TA, TR);
+        cpu_layernorm_modulate_backward(NULL, NULL, dmod.c + D, go.c, x.c, mu.c, rs.c, mod.c, B, N, D, ld);
+        layernorm_modulate_backward(NULL, NULL, dmod.g + D, go.g, x.g, mu.g, rs.g, mod.g, B, N, D, ld);
+        snprintf(name, sizeof name, "layernorm_modulate_backward dc alone (dx, da NULL) %s", tag);
+        cmp(name, dmod, TA, TR);
+        pfree(mod), pfree(x), pfree(o), pfree(mu), pfree(rs), pfree(go), pfree(dx), pfree(dmod);
+    }
+    size_t n = 65537;
+    Pair x = prand(n, -12, 12), y = pnew(n), go = prand(n, -1, 1), dx = pnew(n);
+    float ps[3] = {0.05f, 0.3f, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        uint64_t seed = 7654321 + k;
+        cpu_silu_dropout_forward(y.c, x.c, n, ps[k], seed), silu_dropout_forward(y.g, x.g, n, ps[k], seed);
+        snprintf(name, sizeof name, "silu_dropout_forward (p=%.2f)", ps[k]);
+        cmp(name, y, TA, TR);
+        cpu_silu_dropout_backward(dx.c, go.c, x.c, n, ps[k], seed), silu_dropout_backward(dx.g, go.g, x.g, n, ps[k], seed);
+        snprintf(name, sizeof name, "silu_dropout_backward (p=%.2f)", ps[k]);
+        cmp(name, dx, TA, TR);
+    }
+    pfree(x), pfree(y), pfree(go), pfree(dx);
+}
+
 static void test_qk_norm_rope(int big) {
     covered("qk_norm_rope_forward"), covered("qk_norm_rope_backward");
     int cases[][4] = {{2, 20, 3, 16}, {1, 33, 2, 15}, {2, 256, 8, 128}};
@@ -918,7 +1024,46 @@ static void test_attention_one(int B, int N, int H, int dh, size_t chunk) {
 //   sig(dQ[i,d]) = eta/sqrt(3) scale sqrt(sum_j dS_ij^2 K_jd^2),  sig(dK[j,d]) = ... sum_i dS_ij^2 Q_id^2.
 // The backward gets the CPU's O on both sides (the GPU's forward output differs by its own
 // rounding, which would enter Di). fp32 part as the fp32 attention checks (2e-5 rms, 2e-4 |ref|).
-static void test_attention_prec(int B, int N, int H, int dh, size_t chunk, int prec) {
+//
+// fwd, bwd: the engine of each call (NN_ATTN_GEMM, NN_ATTN_FLASH; nn_cuda.h). The fused kernels
+// (cuda/flash_attention.cu) round the same operands (P, dS; the backward recomputes P from the
+// saved log-sum-exp exactly as the GEMM path does), with two differences in the forward:
+// * they round p = exp(s - m_t), m_t the running row maximum after key tile t, instead of the
+//   normalised P; rounding is relative, so each term still carries |e| <= eta: sig unchanged.
+// * online softmax: when the maximum grows after tile t, the O accumulator and the sum l are
+//   multiplied by alpha = expf(m_t-1 - m_t) in fp32. Each such rescaling perturbs the partial
+//   sums of the earlier tiles by the error of alpha (CUDA's expf: at most 2 ulp, relative
+//   2^-22) plus the rounding of the product (2^-24), in the numerator and in l alike; a row is
+//   rescaled at most R = ceil(N / 64) - 1 times (64 = the key tile). To first order, with
+//   E = R (2^-22 + 2^-24), O_i = sum_j P_ij (1 + a_ij) V_j / sum_j P_ij (1 + b_ij), |a|, |b| <= E:
+//       |err O[i,d]| <= 2 E sum_j P_ij |V_jd|                                      (deterministic)
+//   and the saved lse = m + log l is off by at most E (relative error of l), so the backward's
+//   P_ij = exp(s_ij - lse_i) carries one common factor (1 + d_i), |d_i| <= E, per row i, and
+//   dS_ij with it:  |err dQ[i,d]| <= E |dQ_id|,  |err dK[j,d]| <= E scale sum_i |dS_ij Q_id|,
+//   |err dV[j,d]| <= E sum_i P_ij |dO_id|.
+// These bounds are added (extra) when the forward ran the fused kernels. The summation order of
+// everything else differs from the GEMM path's only in fp32 (the fp32 part of the tolerance).
+#define FLASH_TILE 64 // key tile of the fused forward (FA_TILE in cuda/flash_attention.cu)
+
+static int flash_dh(int dh) { return dh == 16 || dh == 32 || dh == 64 || dh == 128; }
+static const char *attn_name(int impl) { return nn_cuda_attention_impl_name(impl); }
+static long flash_calls(int bwd) {
+    long f = 0, b = 0;
+    nn_cuda_flash_attention_stats(&f, &b);
+    return bwd ? b : f;
+}
+// One attention call ran the engine it should: the fused kernels exactly when `impl` is flash and
+// they support dh (tf32 / bf16 mode); not checked in the self-check (no fused kernels there).
+static int check_engine(const char *what, const char *tag, int impl, int dh, long before, long after) {
+    int ran = after > before, want = impl == NN_ATTN_FLASH && flash_dh(dh);
+    if (!selfcheck)
+        CHECK(ran == want, "%s %s: %s", what, tag,
+              want ? "ran the flash kernels" : impl == NN_ATTN_FLASH ? "fell back to the GEMM path (dh not supported)"
+                                                                     : "ran the GEMM path");
+    return ran;
+}
+
+static void test_attention_prec(int B, int N, int H, int dh, size_t chunk, int prec, int fwd, int bwd) {
     covered("attention_save_floats"), covered("attention_forward"), covered("attention_backward");
     use_precision(prec);
     nn_cuda_set_attention_chunk(chunk);
@@ -926,25 +1071,34 @@ static void test_attention_prec(int B, int N, int H, int dh, size_t chunk, int p
     size_t n = (size_t)B * N * D3, no = (size_t)B * N * D;
     double eta = prec_eta(prec), rt = prec == NN_PREC_TF32 ? eta : 0.0, c = eta / sqrt(3.0);
     float scale = 1.0f / sqrtf((float)dh);
-    char tag[128], name[224];
-    snprintf(tag, sizeof tag, "B=%d N=%d H=%d dh=%d%s [%s, rounded inputs]", B, N, H, dh,
-             chunk ? " (one head per chunk)" : "", nn_cuda_precision_name(prec));
+    char tag[160], name[256], eng[32];
+    if (fwd == bwd) snprintf(eng, sizeof eng, "%s", attn_name(fwd));
+    else snprintf(eng, sizeof eng, "fwd %s, bwd %s", attn_name(fwd), attn_name(bwd));
+    snprintf(tag, sizeof tag, "B=%d N=%d H=%d dh=%d%s [%s %s, rounded inputs]", B, N, H, dh,
+             chunk ? " (one head per chunk)" : "", nn_cuda_precision_name(prec), eng);
     Pair qkv = prand(n, -2, 2), o = pnew(no), go = prand(no, -1, 1), dq = prand(n, -9, 9);
     round_pair(qkv, prec), round_pair(go, prec);
     float *save_c = cpu_nn_alloc(cpu_attention_save_floats(B, N, H)), *save_g = nn_alloc(attention_save_floats(B, N, H));
     cpu_attention_forward(o.c, save_c, qkv.c, B, N, H, dh);
+    nn_cuda_set_attention_impl(fwd);
+    long f0 = flash_calls(0);
     attention_forward(o.g, save_g, qkv.g, B, N, H, dh);
+    int fwd_flash = check_engine("attention_forward", tag, fwd, dh, f0, flash_calls(0));
+    double E = fwd_flash ? ((N + FLASH_TILE - 1) / FLASH_TILE - 1) * (ldexp(1.0, -22) + ldexp(1.0, -24)) : 0.0;
     float *so = (float *)calloc(no, sizeof(float)), *sq = (float *)calloc(n, sizeof(float));
-    if (!so || !sq) lola_die("out of host memory");
-#pragma omp parallel for collapse(2) schedule(dynamic)
+    float *xo = (float *)calloc(no, sizeof(float)), *xq = (float *)calloc(n, sizeof(float)); // extra (flash)
+    if (!so || !sq || !xo || !xq) lola_die("out of host memory");
+    float *dS = LOLA_NEW(float, (size_t)N * N);
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
+        for (int h = 0; h < H; h++) { // rows in parallel (all cores even for one (b, h) pair)
             const float *P = save_c + ((size_t)b * H + h) * N * N;
             const float *Q = qkv.c + (size_t)b * N * D3 + (size_t)h * dh, *Kk = Q + D, *V = Q + 2 * D;
             const float *gO = go.c + (size_t)b * N * D + (size_t)h * dh, *O = o.c + (size_t)b * N * D + (size_t)h * dh;
             float *sO = so + (size_t)b * N * D + (size_t)h * dh, *sQ = sq + (size_t)b * N * D3 + (size_t)h * dh;
             float *sK = sQ + D, *sV = sQ + 2 * D;
-            float *dS = LOLA_NEW(float, (size_t)N * N);
+            float *xO = xo + (size_t)b * N * D + (size_t)h * dh, *xK = xq + (size_t)b * N * D3 + (size_t)h * dh + D;
+            float *xV = xK + D;
+#pragma omp parallel for schedule(static)
             for (int i = 0; i < N; i++) {
                 double di = 0.0;
                 for (int d = 0; d < dh; d++) di += (double)gO[(size_t)i * D + d] * O[(size_t)i * D + d];
@@ -954,39 +1108,52 @@ static void test_attention_prec(int B, int N, int H, int dh, size_t chunk, int p
                     dS[(size_t)i * N + j] = (float)(P[(size_t)i * N + j] * (dp - di));
                 }
             }
+#pragma omp parallel for schedule(static)
             for (int i = 0; i < N; i++)
                 for (int d = 0; d < dh; d++) {
                     double a = 0.0, e = 0.0, f = 0.0; // O[i,d], dQ[i,d] as query i; dV[i,d], dK[i,d] as key i
-                    double g = 0.0;
+                    double g = 0.0, xa = 0.0, xf = 0.0, xg = 0.0;
                     for (int j = 0; j < N; j++) {
                         double p = P[(size_t)i * N + j], pt = P[(size_t)j * N + i];
                         double s = dS[(size_t)i * N + j], st = dS[(size_t)j * N + i];
-                        a += p * p * V[(size_t)j * D3 + d] * V[(size_t)j * D3 + d];
-                        e += s * s * Kk[(size_t)j * D3 + d] * Kk[(size_t)j * D3 + d];
-                        f += pt * pt * gO[(size_t)j * D + d] * gO[(size_t)j * D + d];
-                        g += st * st * Q[(size_t)j * D3 + d] * Q[(size_t)j * D3 + d];
+                        double v = V[(size_t)j * D3 + d], kk = Kk[(size_t)j * D3 + d];
+                        double gg = gO[(size_t)j * D + d], qq = Q[(size_t)j * D3 + d];
+                        a += p * p * v * v;
+                        e += s * s * kk * kk;
+                        f += pt * pt * gg * gg;
+                        g += st * st * qq * qq;
+                        xa += p * fabs(v), xf += pt * fabs(gg), xg += fabs(st * qq);
                     }
                     sO[(size_t)i * D + d] = (float)(c * sqrt(a));
                     sQ[(size_t)i * D3 + d] = (float)(c * scale * sqrt(e));
                     sV[(size_t)i * D3 + d] = (float)(c * sqrt(f));
                     sK[(size_t)i * D3 + d] = (float)(c * scale * sqrt(g));
+                    xO[(size_t)i * D + d] = (float)(2.0 * E * xa);
+                    xV[(size_t)i * D3 + d] = (float)(E * xf);
+                    xK[(size_t)i * D3 + d] = (float)(E * scale * xg);
                 }
-            free(dS);
         }
+    free(dS);
     snprintf(name, sizeof name, "attention_forward out %s", tag);
-    double q = cmp_model(name, o, so, rt, TA, TR);
-    check_engaged(name, q, prec, 0, no);
+    double q = cmp_model_x(name, o, so, E > 0 ? xo : NULL, rt, TA, TR);
+    check_engaged(name, q, prec, fwd_flash, no); // tf32: the fused kernels surely round P
     psync(o); // the CPU's O on the GPU too
     cpu_attention_backward(dq.c, go.c, qkv.c, o.c, save_c, B, N, H, dh);
+    nn_cuda_set_attention_impl(bwd);
+    long b0 = flash_calls(1);
     attention_backward(dq.g, go.g, qkv.g, o.g, save_g, B, N, H, dh);
+    int bwd_flash = check_engine("attention_backward", tag, bwd, dh, b0, flash_calls(1));
+    for (size_t k = 0; k < n; k++) // the dQ part of the rescaling term: E |dQ|
+        if (k % D3 < (size_t)D) xq[k] = (float)(E * fabs(dq.c[k]));
     snprintf(name, sizeof name, "attention_backward dqkv %s", tag);
-    q = cmp_model(name, dq, sq, rt, 2e-5, 2e-4);
-    check_engaged(name, q, prec, 0, n);
-    free(so), free(sq);
+    q = cmp_model_x(name, dq, sq, E > 0 ? xq : NULL, rt, 2e-5, 2e-4);
+    check_engaged(name, q, prec, bwd_flash, n);
+    free(so), free(sq), free(xo), free(xq);
     cpu_nn_free(save_c);
     nn_free(save_g);
     pfree(qkv), pfree(o), pfree(go), pfree(dq);
     nn_cuda_set_attention_chunk(0);
+    nn_cuda_set_attention_impl(NN_ATTN_GEMM);
     nn_cuda_set_precision(NN_PREC_FP32);
 }
 
@@ -999,10 +1166,73 @@ static void test_attention(int big) {
     if (big) test_attention_one(1, 1280, 8, 128, 0);
     int pc[][4] = {{2, 77, 3, 16}, {1, 300, 2, 64}, {2, 256, 8, 128}, {1, 5, 1, 8}};
     for (int k = 0; k < 4; k++) {
-        test_attention_prec(pc[k][0], pc[k][1], pc[k][2], pc[k][3], 0, NN_PREC_BF16);
-        test_attention_prec(pc[k][0], pc[k][1], pc[k][2], pc[k][3], 0, NN_PREC_TF32);
+        test_attention_prec(pc[k][0], pc[k][1], pc[k][2], pc[k][3], 0, NN_PREC_BF16, NN_ATTN_GEMM, NN_ATTN_GEMM);
+        test_attention_prec(pc[k][0], pc[k][1], pc[k][2], pc[k][3], 0, NN_PREC_TF32, NN_ATTN_GEMM, NN_ATTN_GEMM);
     }
-    test_attention_prec(2, 100, 4, 32, 100 * 100, NN_PREC_BF16); // chunks of one head
+    test_attention_prec(2, 100, 4, 32, 100 * 100, NN_PREC_BF16, NN_ATTN_GEMM, NN_ATTN_GEMM); // chunks of one head
+}
+
+// The fused kernels (LOLA_ATTENTION=flash; own section, so that a crash in them cannot hide the
+// GEMM path's results): against the CPU in tf32 and bf16 with the model above, for N = 1, N not
+// a multiple of the 64-row tile (77, 100, 300), one row past a tile (129), an exact multiple
+// (256), several B and H, dh 16 / 32 / 64 / 128; dh = 8 must fall back to the GEMM path. Then
+// forward and backward on different engines (the saved log-sum-exp means the same), fp32 mode
+// unchanged by the switch, and bit-identical repeat runs.
+static void test_flash_attention(int big) {
+    int fc[][4] = {{1, 1, 2, 64},    {2, 77, 3, 16},    {3, 100, 4, 32}, {1, 300, 2, 64},
+                   {2, 256, 8, 128}, {2, 129, 2, 128}, {1, 5, 1, 8}};
+    for (int k = 0; k < (int)(sizeof fc / sizeof fc[0]); k++)
+        for (int prec = NN_PREC_BF16; prec >= NN_PREC_TF32; prec--)
+            test_attention_prec(fc[k][0], fc[k][1], fc[k][2], fc[k][3], 0, prec, NN_ATTN_FLASH, NN_ATTN_FLASH);
+    test_attention_prec(1, 300, 2, 64, 0, NN_PREC_BF16, NN_ATTN_FLASH, NN_ATTN_GEMM);
+    test_attention_prec(1, 300, 2, 64, 0, NN_PREC_BF16, NN_ATTN_GEMM, NN_ATTN_FLASH);
+    test_attention_prec(2, 77, 3, 16, 0, NN_PREC_TF32, NN_ATTN_FLASH, NN_ATTN_GEMM);
+    test_attention_prec(2, 77, 3, 16, 0, NN_PREC_TF32, NN_ATTN_GEMM, NN_ATTN_FLASH);
+    if (big) {
+        test_attention_prec(1, 1280, 4, 128, 0, NN_PREC_BF16, NN_ATTN_FLASH, NN_ATTN_FLASH);
+        test_attention_prec(1, 1280, 4, 128, 0, NN_PREC_TF32, NN_ATTN_FLASH, NN_ATTN_FLASH);
+    }
+
+    int B = 2, N = 200, H = 4, dh = 64, D = H * dh;
+    size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D, ns = attention_save_floats(B, N, H);
+    size_t tot = no + ns + n;
+    Pair qkv = prand(n, -2, 2), gout = prand(no, -1, 1);
+    float *o = nn_alloc(no), *save = nn_alloc(ns), *dq = nn_alloc(n);
+    float *r1 = LOLA_NEW(float, tot), *r2 = LOLA_NEW(float, tot);
+    // fp32: LOLA_ATTENTION=flash changes nothing (the parity reference stays the GEMM path)
+    nn_cuda_set_precision(NN_PREC_FP32);
+    long f0 = flash_calls(0), b0 = flash_calls(1);
+    for (int rep = 0; rep < 2; rep++) {
+        float *r = rep ? r2 : r1;
+        nn_cuda_set_attention_impl(rep ? NN_ATTN_FLASH : NN_ATTN_GEMM);
+        attention_forward(o, save, qkv.g, B, N, H, dh);
+        attention_backward(dq, gout.g, qkv.g, o, save, B, N, H, dh);
+        nn_to_host(r, o, no), nn_to_host(r + no, save, ns), nn_to_host(r + no + ns, dq, n);
+    }
+    CHECK(same_bits(r1, r2, tot) && flash_calls(0) == f0 && flash_calls(1) == b0,
+          "fp32 attention with LOLA_ATTENTION=flash: the GEMM path, bit-identical to LOLA_ATTENTION=gemm");
+    // repeat runs of the fused kernels: bit-identical out, lse and dqkv
+    nn_cuda_set_attention_impl(NN_ATTN_FLASH);
+    for (int prec = NN_PREC_TF32; prec <= NN_PREC_BF16; prec++) {
+        use_precision(prec);
+        f0 = flash_calls(0), b0 = flash_calls(1);
+        for (int rep = 0; rep < 2; rep++) {
+            float *r = rep ? r2 : r1;
+            attention_forward(o, save, qkv.g, B, N, H, dh);
+            attention_backward(dq, gout.g, qkv.g, o, save, B, N, H, dh);
+            nn_to_host(r, o, no), nn_to_host(r + no, save, ns), nn_to_host(r + no + ns, dq, n);
+        }
+        if (!selfcheck)
+            CHECK(flash_calls(0) - f0 == 2 && flash_calls(1) - b0 == 2, "flash attention [%s]: the fused kernels ran",
+                  nn_cuda_precision_name(prec));
+        CHECK(same_bits(r1, r2, tot), "flash attention forward+backward [%s] B=%d N=%d H=%d dh=%d: two runs bit-identical",
+              nn_cuda_precision_name(prec), B, N, H, dh);
+    }
+    nn_cuda_set_attention_impl(NN_ATTN_GEMM);
+    nn_cuda_set_precision(NN_PREC_FP32);
+    free(r1), free(r2);
+    nn_free(o), nn_free(save), nn_free(dq);
+    pfree(qkv), pfree(gout);
 }
 
 static void test_sine(void) {
@@ -1091,8 +1321,6 @@ static void test_adamw(void) {
 
 // ---------------------------------------------------------------------------------------------
 // Determinism: the same call twice gives the same bits (deterministic cuDNN algorithms).
-
-static int same_bits(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof(float)); }
 
 static void test_determinism(void) {
     nn_cuda_set_deterministic(1);
@@ -1374,28 +1602,48 @@ static void bench_linear(int quick) {
     nn_cuda_set_precision(NN_PREC_FP32);
 }
 
+// Attention engines side by side at the model shapes: the GEMM path in fp32 / tf32 / bf16 and the
+// fused kernels (LOLA_ATTENTION=flash) in tf32 / bf16, each flash row with its speed-up over the
+// GEMM path in the same precision. FLOPs: 4 B N^2 D forward (QK^T, PV), twice that backward (the
+// useful work; the fused backward recomputes S and dP once more).
 static void bench_attention(int quick) {
-    int cases[][4] = {{32, 1280, 8, 128}, {8, 256, 8, 128}, {32, 320, 8, 128}};
-    int nc = quick ? 1 : 3;
-    for (int mode = 0; mode < 3; mode++) {
-        nn_cuda_set_precision(bench_prec[mode]);
-        for (int k = 0; k < nc; k++) {
-            int B = cases[k][0], N = cases[k][1], H = cases[k][2], dh = cases[k][3], D = H * dh;
-            size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D;
-            float *qkv = dev_rand(n, 9, 1.0f), *o = nn_alloc(no), *save = nn_alloc(attention_save_floats(B, N, H));
-            float *go = dev_rand(no, 10, 1.0f), *dq = nn_alloc(n);
-            double flop = 4.0 * B * (double)N * N * D, tf, tb; // QK^T + PV; backward counted as 2x
+    int cases[][4] = {
+        // B, N, H, dh: the ViTs (D 1024, 8 heads of 128) on Euler (N 1280 = 5 x 16 x 16 latent
+        // tokens) and Rayleigh-Benard (N 320); the same with 16 heads of 64; the DCAE's level-5
+        // attention (batch 8, 16 x 16 pixels, 8 heads of 128)
+        {32, 1280, 8, 128}, {32, 1280, 16, 64}, {32, 320, 8, 128}, {32, 320, 16, 64}, {8, 256, 8, 128},
+    };
+    int modes[][2] = {{NN_PREC_FP32, NN_ATTN_GEMM}, {NN_PREC_TF32, NN_ATTN_GEMM}, {NN_PREC_TF32, NN_ATTN_FLASH},
+                      {NN_PREC_BF16, NN_ATTN_GEMM}, {NN_PREC_BF16, NN_ATTN_FLASH}};
+    int nc = quick ? 1 : (int)(sizeof cases / sizeof cases[0]);
+    for (int k = 0; k < nc; k++) {
+        int B = cases[k][0], N = cases[k][1], H = cases[k][2], dh = cases[k][3], D = H * dh;
+        size_t n = (size_t)B * N * 3 * D, no = (size_t)B * N * D;
+        float *qkv = dev_rand(n, 9, 1.0f), *o = nn_alloc(no), *save = nn_alloc(attention_save_floats(B, N, H));
+        float *go = dev_rand(no, 10, 1.0f), *dq = nn_alloc(n);
+        double flop = 4.0 * B * (double)N * N * D, tf, tb, gf = 0.0, gb = 0.0; // gf, gb: GEMM path, same precision
+        for (int m = 0; m < 5; m++) {
+            int prec = modes[m][0], impl = modes[m][1];
+            nn_cuda_set_precision(prec);
+            nn_cuda_set_attention_impl(impl);
+            long f0 = flash_calls(0), b0 = flash_calls(1);
             TIME_IT(3, tf, attention_forward(o, save, qkv, B, N, H, dh));
             TIME_IT(3, tb, attention_backward(dq, go, qkv, o, save, B, N, H, dh));
-            printf("BENCH attention %-4s B=%d N=%d H=%d dh=%d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f "
-                   "TFLOP/s\n",
-                   nn_cuda_precision_name(bench_prec[mode]), B, N, H, dh, tf * 1e3, flop / tf * 1e-12, tb * 1e3,
-                   2 * flop / tb * 1e-12);
+            int ran = flash_calls(0) > f0 && flash_calls(1) > b0;
+            char label[24], extra[96] = "";
+            snprintf(label, sizeof label, "%s%s", nn_cuda_precision_name(prec), impl == NN_ATTN_FLASH ? "-flash" : "");
+            if (impl == NN_ATTN_GEMM) gf = tf, gb = tb;
+            else if (!ran) snprintf(extra, sizeof extra, "   (flash unavailable: GEMM path timed)");
+            else snprintf(extra, sizeof extra, "   vs gemm: fwd x%.2f bwd x%.2f", gf / tf, gb / tb);
+            printf("BENCH attention %-10s B=%d N=%d H=%d dh=%d  fwd %8.3f ms %6.1f TFLOP/s   bwd %8.3f ms %6.1f "
+                   "TFLOP/s%s\n",
+                   label, B, N, H, dh, tf * 1e3, flop / tf * 1e-12, tb * 1e3, 2 * flop / tb * 1e-12, extra);
             fflush(stdout);
-            nn_free(qkv), nn_free(o), nn_free(save), nn_free(go), nn_free(dq);
         }
+        nn_free(qkv), nn_free(o), nn_free(save), nn_free(go), nn_free(dq);
     }
     nn_cuda_set_precision(NN_PREC_FP32);
+    nn_cuda_set_attention_impl(NN_ATTN_GEMM);
 }
 
 static void bench_memory_bound(void) {
@@ -1451,6 +1699,7 @@ static void sec_silu(int big) { (void)big, test_silu_dropout_randn(); }
 static void sec_image(int big) { (void)big, test_image_ops(); }
 static void sec_layernorm(int big) { (void)big, test_layernorm(); }
 static void sec_modulate(int big) { (void)big, test_modulate_gated(); }
+static void sec_fused(int big) { (void)big, test_fused_block_ops(); }
 static void sec_sine(int big) { (void)big, test_sine(); }
 static void sec_rows(int big) { (void)big, test_rows_where(); }
 static void sec_losses(int big) { (void)big, test_losses(); }
@@ -1460,8 +1709,9 @@ static void sec_bf16_cache(int big) { (void)big, test_bf16_cache(); }
 static const Section sections[] = {
     {"memory", sec_memory},       {"blas1", sec_blas1},         {"silu_dropout_randn", sec_silu},
     {"conv", test_conv},          {"image", sec_image},         {"linear", test_linear},
-    {"layernorm", sec_layernorm}, {"modulate", sec_modulate},   {"qk_norm_rope", test_qk_norm_rope},
-    {"attention", test_attention}, {"sine", sec_sine},          {"rows_where", sec_rows},
+    {"layernorm", sec_layernorm}, {"modulate", sec_modulate},   {"fused_block_ops", sec_fused},   {"qk_norm_rope", test_qk_norm_rope},
+    {"attention", test_attention}, {"flash_attention", test_flash_attention},
+    {"sine", sec_sine},            {"rows_where", sec_rows},
     {"losses", sec_losses},       {"adamw", sec_adamw},         {"determinism", sec_determinism},
     {"bf16_cache", sec_bf16_cache},
 };
@@ -1512,11 +1762,16 @@ int main(int argc, char **argv) {
     selfcheck = strstr(nn_cuda_device_name(), "self-check") != NULL;
     // LOLA_PRECISION / LOLA_TF32 in the environment do not change the checks: each sets its precision
     env_prec = nn_cuda_precision();
+    env_attn = nn_cuda_attention_impl();
     nn_cuda_set_precision(NN_PREC_FP32);
     nn_cuda_set_gemm_impl(NN_GEMM_AUTO);
+    nn_cuda_set_attention_impl(NN_ATTN_GEMM);
     if (env_prec != NN_PREC_FP32)
         printf("# the environment asks for %s: checks and timings set their precision themselves\n",
                nn_cuda_precision_name(env_prec));
+    if (env_attn != NN_ATTN_GEMM)
+        printf("# the environment asks for LOLA_ATTENTION=%s: checks and timings set the engine themselves\n",
+               nn_cuda_attention_impl_name(env_attn));
     if (run_tests) {
         double t0 = lola_time();
         for (int k = 0; k < N_SECTIONS; k++) {
