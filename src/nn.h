@@ -147,7 +147,7 @@ void modulate_backward(float *dx, float *da, float *dc, const float *dout, const
 void layernorm_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *a,
                                 const float *c, int B, int N, int D, int ld, float eps);
 // Its backward, recomputing LN(x) from x, mean, rstd: dx (=, may be NULL) = layernorm_backward of
-// dout (1 + a); da (+=, stride ld, may be NULL) = sum_n dout LN(x); dc (+=, may be NULL) = sum_n dout.
+// dout (1 + a); da (+=, stride ld, may be NULL) = sum_n dout LN(x); dc (+=, stride ld, may be NULL) = sum_n dout.
 // On the CPU bit-identical to modulate_backward then layernorm_backward.
 void layernorm_modulate_backward(float *dx, float *da, float *dc, const float *dout, const float *x,
                                  const float *mean, const float *rstd, const float *a, int B, int N, int D,

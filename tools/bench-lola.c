@@ -58,8 +58,8 @@
 // Before allocating, the known memory need (parameters, gradients, optimizer moments, activation
 // arena) is printed ("# NAME: memory: needs at least ... GB") and compared with the free memory
 // (CUDA: device free memory; CPU: MemAvailable); the workload is skipped with both numbers when it
-// cannot fit. Paper sizes: dit-euler 63.0 GB on the CPU backend (its attention keeps the
-// probabilities), 36.2 GB on the CUDA backend (log-sum-exp only), ae-euler 21.6 GB, eval-dm 7.1 GB.
+// cannot fit. Paper sizes: dit-euler 62.9 GB on the CPU backend (its attention keeps the
+// probabilities), 36.0 GB on the CUDA backend (log-sum-exp only), ae-euler 21.6 GB, eval-dm 7.1 GB.
 //
 // Numbers: peak memory = nn_bytes_peak (on every backend it includes the grow-only op scratch)
 // in GB (1e9 bytes, like the reference). FLOPs from the analytic model (2 x MACs of convolutions

@@ -16,7 +16,8 @@
 #             CUDA_LAUNCH_BLOCKING=1 (tests-SECTION.log, 45 s each)
 #   models    tests/gpu/models.sh: one training step of each model (AE    models/           120 s
 #             AdamW and PSGD, DM, NS), the latent cache, an eval rollout and checkpoint
-#             portability, GPU program vs CPU program (bundle's lola vs lola-cpu)
+#             portability, GPU program vs CPU program (bundle's lola vs lola-cpu); a precision
+#             smoke (dm tf32, bf16, bf16 + flash attention, ae bf16 vs the GPU's fp32 step)
 #   nccl      test_nccl on one rank (with its error and timeout paths in  nccl.log          60 s
 #             child processes), then `mpirun -np 1` (if mpirun)           nccl-mpi.log      45 s
 #   ops-bench test_gpu_ops --no-tests --bench (--bench-quick under 60 s) bench.log          90 s
@@ -26,8 +27,8 @@
 #   memcheck  compute-sanitizer memcheck on the default test set, only   memcheck.log       90 s
 #             with >= 40 s left
 # Where the limits come from: each is about 3-5x the step's expected time on the H200 (test_gpu_ops
-# --big runs its 290 checks in ~5 s with the CPU backend on both sides on 2 cores; models.sh runs
-# 20 tiny program runs, ~0.4 s each on a CPU, plus CUDA start-up of ~1-3 s each; test_nccl's
+# --big runs its 624 checks in ~23 s with the CPU backend on both sides on 2 busy cores; models.sh runs
+# 22 tiny program runs, ~0.4 s each on a CPU, plus CUDA start-up of ~1-3 s each; test_nccl's
 # timeout path alone stalls 2-8 s per run; bench-lola has 9 workloads), and each step also keeps
 # back a reserve for the steps after it, so a slow early step cannot starve the later checks. At
 # the default budget the reserves are tests 120 s, models 60, nccl 60/45, ops-bench 45 (build 150);
