@@ -117,3 +117,8 @@ else
 gpu-bundle:
 	@echo "gpu-bundle: needs nvcc (CUDA_HOME or PATH) to build the CUDA programs" >&2; exit 1
 endif
+
+# make test also builds the self-check of the GPU op tests (run by tests/t_gpu_host.sh).
+ifneq ($(NVCC),)
+test: $(GPU_T)/selfcheck_gpu_ops
+endif

@@ -62,6 +62,7 @@ static struct {
     int prec, gemm_impl, det, conv_impl, verbose, attn_impl;
     char device_name[256];
     char name[512];
+    char hw[384]; // device, runtime and library versions (nn_backend_name without the switches)
 } G;
 
 static int env_int(const char *name, int dflt) {
@@ -116,6 +117,15 @@ static int env_attention_impl(void) {
     return NN_ATTN_GEMM;
 }
 
+// nn_backend_name(): the device (G.hw, fixed at init) plus the switches that change results or
+// speed; rebuilt by every setter so a run's log line names what it really used.
+static void update_name(void) {
+    snprintf(G.name, sizeof G.name, "cuda (%s; %s%s%s%s)", G.hw,
+             G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec], G.det ? ", deterministic" : "",
+             G.attn_impl != NN_ATTN_GEMM ? ", attention " : "",
+             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "");
+}
+
 // Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
 // LOLA_CUDA_VERBOSE=1. Safe to call more than once (later calls keep the first device).
 extern "C" void nn_init(int local_rank) {
@@ -161,12 +171,10 @@ extern "C" void nn_init(int local_rank) {
     int cbv = 0;
     cublasGetVersion(G.cublas, &cbv);
     size_t dnn = G.cudnn ? cudnnGetVersion() : 0;
-    snprintf(G.name, sizeof G.name, "cuda (%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu; %s%s%s%s)",
-             prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-             prop.totalGlobalMem / 1073741824.0, rt / 1000, (rt % 1000) / 10, cbv,
-             G.cudnn ? "" : "n/a ", dnn, G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec],
-             G.det ? ", deterministic" : "", G.attn_impl != NN_ATTN_GEMM ? ", attention " : "",
-             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "");
+    snprintf(G.hw, sizeof G.hw, "%s sm_%d%d, %d SMs, %.1f GiB; CUDA %d.%d, cuBLAS %d, cuDNN %s%zu", prop.name,
+             prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, rt / 1000,
+             (rt % 1000) / 10, cbv, G.cudnn ? "" : "n/a ", dnn);
+    update_name();
     if (G.verbose) fprintf(stderr, "[cuda] device %d of %d: %s\n", G.device, count, G.name);
 }
 
@@ -198,6 +206,7 @@ extern "C" void nn_cuda_set_precision(int prec) {
     if (prec < NN_PREC_FP32 || prec > NN_PREC_BF16) lola_die("nn_cuda_set_precision: bad value %d", prec);
     G.prec = prec;
     apply_cublas_math();
+    update_name();
 }
 extern "C" int nn_cuda_precision(void) {
     lcu_ensure_init();
@@ -221,6 +230,7 @@ extern "C" void nn_cuda_set_attention_impl(int impl) {
     if (impl != NN_ATTN_GEMM && impl != NN_ATTN_FLASH && impl != NN_ATTN_AUTO)
         lola_die("nn_cuda_set_attention_impl: bad value %d", impl);
     G.attn_impl = impl;
+    update_name();
 }
 extern "C" int nn_cuda_attention_impl(void) {
     lcu_ensure_init();
@@ -233,6 +243,7 @@ extern "C" void nn_cuda_set_tf32(int on) { nn_cuda_set_precision(on ? NN_PREC_TF
 extern "C" void nn_cuda_set_deterministic(int on) {
     lcu_ensure_init();
     G.det = on != 0;
+    update_name();
 }
 extern "C" void nn_cuda_set_conv_impl(int impl) {
     lcu_ensure_init();

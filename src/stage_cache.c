@@ -138,6 +138,7 @@ int stage_cache(const Config *cfg) {
     ae_dir(cfg, dir, sizeof dir);
     snprintf(root, sizeof root, "%s/cache", dir);
     log_info("cache: autoencoder %s (%s)", dir, ae_id);
+    log_info("cache: backend %s, %d rank%s", nn_backend_name(), dist_size(), dist_size() == 1 ? "" : "s");
     cache_split(cfg, &m, ae_id, "train", cfg->cache.repeat_train, root);
     cache_split(cfg, &m, ae_id, "valid", cfg->cache.repeat_valid, root);
     dist_barrier();

@@ -362,6 +362,7 @@ int stage_eval(const Config *cfg) {
     for (int f = 0; f < s.n_files; f++) N += s.files[f].n_traj;
     int64_t *sel = LOLA_NEW(int64_t, ev->array + CFG_MAX_INDICES + 1);
     int nsel = select_trajectories(cfg, N, sel, ev->array + CFG_MAX_INDICES);
+    log_info("eval: backend %s, %d rank%s", nn_backend_name(), dist_size(), dist_size() == 1 ? "" : "s");
     log_info("eval: %d trajectories of the %s split (%lld in all), start %d, context %d, %d members, sampler %s x %d",
              nsel, cfg_split_names[ev->split], (long long)N, ev->start, ev->context, ev->samples, cfg_sampler_names[ev->sampling_algorithm],
              ev->sampling_steps);

@@ -143,7 +143,7 @@ int train_run(TrainTask *task, const TrainConfig *cfg, TrainResult *result) {
 
     MetricsLog mlog;
     metrics_log_open(&mlog, cfg->dir);
-    // Which backend (device, precision) and how many ranks: first line of every run and of its log.
+    // Which backend (device, precision) and how many ranks, at the start of every run (log and metrics).
     log_info("%s: backend %s, %d rank%s", task->kind, nn_backend_name(), R, R == 1 ? "" : "s");
     metrics_log(&mlog, M_STR("event", "start"), M_STR("stage", task->kind), M_STR("backend", nn_backend_name()),
                 M_INT("ranks", R), M_INT("step", step));

@@ -910,11 +910,7 @@ static void measure(const Opts *o, const Workload *w, UnitFn fn, void *ctx, doub
 static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Result *r) {
     double t_start = lola_time();
     nn_init(-1);
-#ifdef LOLA_BACKEND_CUDA
-    snprintf(r->backend, sizeof r->backend, "%s, %s", nn_backend_name(), nn_cuda_precision_name(nn_cuda_precision()));
-#else
-    snprintf(r->backend, sizeof r->backend, "%s", nn_backend_name());
-#endif
+    snprintf(r->backend, sizeof r->backend, "%s", nn_backend_name()); // on CUDA it names the precision mode
     r->threads = 1;
 #ifdef _OPENMP
     r->threads = omp_get_max_threads();

@@ -38,6 +38,10 @@ ROOT=$PWD
 OUT=${1:?usage: tests/gpu/models.sh OUTDIR}
 case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 mkdir -p "$OUT" || exit 2
+# The parity checks are fp32 (the default of the CUDA backend): switches inherited from the caller
+# would change the GPU side's arithmetic, so they are cleared here (the precision section sets
+# its own).
+unset LOLA_PRECISION LOLA_TF32 LOLA_GEMM LOLA_ATTENTION LOLA_BF16_CACHE
 exec > >(tee "$OUT/models.log") 2>&1
 
 pick() { # first executable of the arguments (else the first argument)

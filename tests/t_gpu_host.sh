@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# tests/t_gpu_host.sh: the GPU test code, checked on a machine without a GPU (part of make test).
+#   1. build/tests/gpu/selfcheck_gpu_ops: tests/gpu/test_gpu_ops.c (every nn.h op against the CPU
+#      backend, the harness of the GPU run) linked with the CPU backend on both sides (cuda/cuda.mk,
+#      built by `make test` when nvcc exists): every check must pass and every nn.h function be
+#      exercised, so a new op without a GPU test, or a broken check, fails here and not on the
+#      GPU machine.
+#   2. The flash-attention kernels (cuda/flash_attention.cu) run on the host by
+#      tests/gpu/flash_emu/flash_emu.cpp in exact mode (threads and barriers emulate a block, WMMA
+#      emulated with its alignment rules) against a double-precision reference; the rounded and
+#      sanitizer modes are left to `bash tests/gpu/flash_emu/run.sh` (about 1.5 min).
+# Skips (with a line saying why) what this machine cannot build: no nvcc (no selfcheck binary), no
+# C++20 <barrier> in the host compiler.
+cd "$(dirname "$0")/.." || exit 2
+B=${1:-build}
+T=$(mktemp -d "${TMPDIR:-/tmp}/lola_t_gpu_host.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+rc=0
+
+S=$B/tests/gpu/selfcheck_gpu_ops
+if [ -x "$S" ]; then
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$S" >"$T/self.log" 2>&1
+    src=$?
+    grep -E '^(PASS|FAIL) ' "$T/self.log"
+    cov=$(grep -E 'nn.h functions exercised' "$T/self.log" | tail -1)
+    sum=$(grep -E '^# [0-9]+ passed' "$T/self.log" | tail -1)
+    if [ $src -eq 0 ] && grep -qE '^# [0-9]+ passed, 0 failed' <<<"$sum"; then
+        echo "PASS gpu_host: selfcheck of the GPU op tests: $sum; $cov"
+    else
+        echo "FAIL gpu_host: selfcheck of the GPU op tests: exit $src, '${sum:-no summary}'; $cov"
+        tail -5 "$T/self.log" | sed 's/^/    /'
+        rc=1
+    fi
+else
+    echo "SKIP gpu_host: $S not built (needs nvcc: cuda/cuda.mk)"
+fi
+
+CXX=${CXX:-g++}
+if echo '#include <barrier>
+int main() { std::barrier<> b(1); b.arrive_and_wait(); }' | "$CXX" -std=c++20 -pthread -x c++ - -o "$T/probe" 2>/dev/null; then
+    if "$CXX" -std=c++20 -O1 -pthread -Wall -Wno-unknown-pragmas -Itests/gpu/flash_emu -DEMU_EXACT \
+        tests/gpu/flash_emu/flash_emu.cpp -o "$T/flash_emu" 2>"$T/emu-build.log"; then
+        "$T/flash_emu" >"$T/emu.log" 2>&1
+        erc=$?
+        grep -E '^(PASS|FAIL) ' "$T/emu.log" | sed 's/^PASS /PASS flash_emu: /; s/^FAIL /FAIL flash_emu: /'
+        if [ $erc -ne 0 ] || ! grep -q '^0 failures' "$T/emu.log"; then
+            echo "FAIL flash_emu: exit $erc ($(tail -1 "$T/emu.log"))"
+            rc=1
+        fi
+    else
+        echo "FAIL flash_emu: cuda/flash_attention.cu no longer builds in the host emulation"
+        head -20 "$T/emu-build.log" | sed 's/^/    /'
+        rc=1
+    fi
+else
+    echo "SKIP flash_emu: $CXX has no C++20 <barrier>"
+fi
+exit $rc
