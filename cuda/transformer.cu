@@ -11,10 +11,10 @@
 
 #define LN_ROWS_PER_BLOCK 8
 
-__global__ void ln_fwd_kernel(float *out, float *mean, float *rstd, const float *x, int M, int D, float eps) {
-    int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (row >= M) return;
-    const float *xr = x + (size_t)row * D;
+// Mean and 1/sqrt(biased variance + eps) of one row of D floats, computed by one warp (every lane
+// gets the result): the statistics of LayerNorm over the last axis.
+__device__ __forceinline__ void warp_row_stats(const float *xr, int D, float eps, int lane, float *mu_out,
+                                               float *r_out) {
     float s = 0.0f;
     for (int i = lane; i < D; i += 32) s += xr[i];
     float mu = lcu_warp_sum(s) / D;
@@ -23,7 +23,16 @@ __global__ void ln_fwd_kernel(float *out, float *mean, float *rstd, const float 
         float d = xr[i] - mu;
         v += d * d;
     }
-    float r = 1.0f / sqrtf(lcu_warp_sum(v) / D + eps);
+    *mu_out = mu;
+    *r_out = 1.0f / sqrtf(lcu_warp_sum(v) / D + eps);
+}
+
+__global__ void ln_fwd_kernel(float *out, float *mean, float *rstd, const float *x, int M, int D, float eps) {
+    int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= M) return;
+    const float *xr = x + (size_t)row * D;
+    float mu, r;
+    warp_row_stats(xr, D, eps, lane, &mu, &r);
     float *orow = out + (size_t)row * D;
     for (int i = lane; i < D; i += 32) orow[i] = (xr[i] - mu) * r;
     if (lane == 0) {
@@ -160,15 +169,8 @@ __global__ void lnmod_fwd_kernel(float *out, float *mean, float *rstd, const flo
     if (row >= M) return;
     const float *xr = x + (size_t)row * D;
     const float *ab = a + (size_t)(row / N) * ld, *cb = c + (size_t)(row / N) * ld;
-    float s = 0.0f;
-    for (int i = lane; i < D; i += 32) s += xr[i];
-    float mu = lcu_warp_sum(s) / D;
-    float v = 0.0f;
-    for (int i = lane; i < D; i += 32) {
-        float d = xr[i] - mu;
-        v += d * d;
-    }
-    float r = 1.0f / sqrtf(lcu_warp_sum(v) / D + eps);
+    float mu, r;
+    warp_row_stats(xr, D, eps, lane, &mu, &r);
     float *orow = out + (size_t)row * D;
     for (int i = lane; i < D; i += 32) orow[i] = (1.0f + ab[i]) * ((xr[i] - mu) * r) + cb[i];
     if (lane == 0) {
