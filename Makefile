@@ -519,7 +519,7 @@ test demo:
 	@exit 1
 endif
 else
-test: all $(TESTS) $(if $(NVCC),cuda-check)
+test: all $(TESTS) $(if $(NVCC),cuda-check gpu-selfcheck-build)
 	@bash tests/run.sh $(BUILD)
 
 # The demo (README): generate the demo data with build/well-euler when missing (64x64, 40

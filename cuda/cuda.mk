@@ -118,7 +118,9 @@ gpu-bundle:
 	@echo "gpu-bundle: needs nvcc (CUDA_HOME or PATH) to build the CUDA programs" >&2; exit 1
 endif
 
-# make test also builds the self-check of the GPU op tests (run by tests/t_gpu_host.sh).
+# make test also builds the self-check of the GPU op tests (run by tests/t_gpu_host.sh): the
+# Makefile's test target depends on this name (only when its required dependencies are present).
 ifneq ($(NVCC),)
-test: $(GPU_T)/selfcheck_gpu_ops
+.PHONY: gpu-selfcheck-build
+gpu-selfcheck-build: $(GPU_T)/selfcheck_gpu_ops
 endif
