@@ -228,9 +228,11 @@ int train_run(TrainTask *task, const TrainConfig *cfg, TrainResult *result) {
         double sps = (double)(samples - samples_at_start) / (train_time > 0 ? train_time : 1e-9);
         char eta[32];
         format_duration(eta, sizeof eta, (double)(total_steps - step) * cfg->batch_size / sps);
-        log_info("%s epoch %lld/%d | train loss %.6f ± %.6f | valid %.6f ± %.6f%s | grad norm %.4f ± %.4f | lr %.3g | %.1f samples/s | ETA %s",
-                 task->kind, (long long)epoch + 1, cfg->epochs, stat_mean(&sl), stat_std(&sl), vmean, stat_std(&sv),
-                 improved ? " *" : "", stat_mean(&sg), stat_std(&sg), lr, sps, eta);
+        char vtext[64] = "valid -"; // no validation this epoch (valid.epoch_size 0)
+        if (sv.n > 0) snprintf(vtext, sizeof vtext, "valid %.6f ± %.6f%s", vmean, stat_std(&sv), improved ? " *" : "");
+        log_info("%s epoch %lld/%d | train loss %.6f ± %.6f | %s | grad norm %.4f ± %.4f | lr %.3g | %.1f samples/s | ETA %s",
+                 task->kind, (long long)epoch + 1, cfg->epochs, stat_mean(&sl), stat_std(&sl), vtext, stat_mean(&sg),
+                 stat_std(&sg), lr, sps, eta);
         metrics_log(&mlog, M_STR("event", "epoch"), M_STR("stage", task->kind), M_INT("epoch", epoch + 1), M_INT("step", step),
                     M_INT("samples", samples), M_NUM("train_loss_mean", stat_mean(&sl)), M_NUM("train_loss_std", stat_std(&sl)),
                     M_NUM("valid_loss_mean", vmean), M_NUM("valid_loss_std", stat_std(&sv)),
