@@ -220,6 +220,54 @@ double vrmse_loss(float *dpred, const float *pred, const float *target, int B, i
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
                   float b2, float eps, float wd, int t);
 
+
+// ---------------------------------------------------------------------------------------------
+// PSGD-Kron (src/psgd.c; lola-spec.md 6.3). These ops compute in plain fp32 on every backend and
+// in every precision mode (LOLA_PRECISION does not apply: the triangular factors are too
+// ill-conditioned for TF32/bf16). Matrices are row-major. A tensor viewed around one axis is
+// (L, n, R): L = product of the dims before the axis, n = its size, R = product of the dims after.
+
+// C (M x N, ld ldc) = alpha op(A) op(B) + beta C; op(X) = X^T when tX != 0; op(A) is M x K (A
+// stored (ta ? K x M : M x K) with ld lda), op(B) is K x N (stored (tb ? N x K : K x N), ld ldb).
+// K = 0 gives C = beta C. C must not overlap A or B.
+void nn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+             int ldb, float beta, float *C, int ldc);
+// In-place triangular solve with Q (n x n, upper triangular, non-unit diagonal; the strict lower
+// triangle is not read): left != 0: X (n x m) := Q^{-T} X; left == 0: X (m x n) := X Q^{-1}.
+// (Both are "X x_a Q^{-T}" along the fibres of length n.)
+void nn_trsm_upper(float *X, const float *Q, int n, int m, int left);
+// to_front != 0: dst (n, L, R) = src (L, n, R) with the middle axis moved to the front;
+// to_front == 0: the inverse, dst (L, n, R) = src (n, L, R). dst must not overlap src.
+void nn_axis_permute(float *dst, const float *src, size_t L, int n, size_t R, int to_front);
+// X (L, n, R): X[l, i, r] *= d[i] (divide == 0) or /= d[i] (divide != 0); d (n).
+void nn_axis_scale(float *X, const float *d, size_t L, int n, size_t R, int divide);
+// g (n): g[i] = sum over l, r of X[l, i, r]^2 with float64 accumulation; X (L, n, R).
+void nn_axis_sum_squares(float *g, const float *X, size_t L, int n, size_t R);
+// max_i |x_i| (host float); NaN when any element is NaN; 0 for n = 0.
+float nn_max_abs(const float *x, size_t n);
+// PSGD momentum: m <- torch.lerp(m, g, w) = w < 0.5 ? m + w (g - m) : g - (g - m)(1 - w).
+void psgd_momentum(float *m, const float *g, size_t n, float w);
+// Preconditioner probes: a = u + eps * z1, b = z2, with z1[i] = rng_hash_normal(seed_a, i) and
+// z2[i] = rng_hash_normal(seed_b, i) (src/rng.h; bit-identical on every backend). a, b, u (n).
+void psgd_noise(float *a, float *b, const float *u, size_t n, float eps, uint64_t seed_a, uint64_t seed_b);
+// heavyball trust_region_clip_ then update_param_: x <- clamp(1.5 (0.1 sign(v) log1p|v| + 0.9 tanh v),
+// -2, 2) with v = x / 1.5 (x is overwritten with the clipped update); p <- p decay - lr x.
+void psgd_clip_update(float *p, float *x, size_t n, float decay, float lr);
+// (t1, t2) <- (plr (t1 - t2), t1 + t2), n elements.
+void psgd_precond_terms(float *t1, float *t2, size_t n, float plr);
+// Dense factor step: Q <- Q - triu(T1 / den) Q, Q and T1 n x n (Q upper triangular; T1 is
+// overwritten with triu(T1 / den)), work n x n scratch. Only the upper triangle of Q is written.
+void psgd_dense_update(float *Q, float *T1, float *work, int n, float den);
+// Diagonal factor step: q_i <- q_i - t1_i (q_i / den), n elements.
+void psgd_diag_update(float *q, const float *t1, size_t n, float den);
+// out_i = x_i^2 (out may alias x).
+void psgd_square(float *out, const float *x, size_t n);
+// heavyball psgd_lb: spectral-norm lower bound of a symmetric n x n matrix A, given
+// max_abs = max |A_ij| > 0 (host). A is scaled in place by 1 / max_abs; work: 3 n floats.
+// Returns (host) ||A x'|| max_abs where x' = normalised (c^T A), c the column of A (scaled) with
+// the largest norm (the first one on ties).
+float psgd_norm_lower_bound(float *A, float *work, int n, float max_abs);
+
 #ifdef __cplusplus
 }
 #endif

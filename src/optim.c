@@ -63,7 +63,7 @@ void optim_init_table(Optim *o, const OptimConfig *cfg, const ParamTable *table)
     psgd_state_tensors(o->psgd, o->extra, o->n_extra);
     size_t st = 0, scratch = 0;
     psgd_state_floats(&pc, table, &st, &scratch);
-    log_info("psgd: %d tensors, state %.1f MiB + scratch %.1f MiB (host)", table->n, st * 4.0 / 1048576.0,
+    log_info("psgd: %d tensors, state %.1f MiB + scratch %.1f MiB (backend)", table->n, st * 4.0 / 1048576.0,
              scratch * 4.0 / 1048576.0);
 }
 
@@ -93,8 +93,9 @@ const char *optim_kind_name(OptimKind k) {
 int optim_moment_slots(const Optim *o) { return o->psgd ? 1 : (o->m ? 1 : 0) | (o->v ? 2 : 0); }
 
 void optim_moments_to_host(const Optim *o, float *h_m, float *h_v) {
-    if (o->psgd) {
-        memcpy(h_m, o->psgd->mom, o->n * sizeof(float));
+    if (o->psgd) { // the momentum, and the factors into the host mirror behind optim_extra_state
+        psgd_momentum_to_host(o->psgd, h_m);
+        psgd_sync_to_host(o->psgd);
         return;
     }
     if (o->m) nn_to_host(h_m, o->m, o->n);
@@ -102,8 +103,9 @@ void optim_moments_to_host(const Optim *o, float *h_m, float *h_v) {
 }
 
 void optim_moments_from_host(Optim *o, const float *h_m, const float *h_v) {
-    if (o->psgd) {
-        memcpy(o->psgd->mom, h_m, o->n * sizeof(float));
+    if (o->psgd) { // the momentum, and the factors loaded into the host mirror
+        psgd_momentum_from_host(o->psgd, h_m);
+        psgd_sync_from_host(o->psgd);
         return;
     }
     if (o->m) nn_to_backend(o->m, h_m, o->n);

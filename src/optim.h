@@ -1,6 +1,6 @@
 // optim.h: optimizer state, learning-rate schedule and the safe gradient step shared by every
 // training stage (lola-spec.md 6.1-6.3; LoLa lola/optim.py get_optimizer / safe_gd_step). AdamW runs
-// on the backend (adamw_update); PSGD-Kron on the host (src/psgd.h).
+// on the backend (adamw_update), PSGD-Kron too (src/psgd.h, through the PSGD ops of nn.h).
 #ifndef LOLA_OPTIM_H
 #define LOLA_OPTIM_H
 
@@ -35,7 +35,7 @@ typedef struct {
     size_t n;        // parameters
     float *m, *v;    // backend buffers (AdamW first/second moments), n each; NULL for PSGD
     int64_t t;       // optimizer steps taken (skipped steps do not count)
-    struct PsgdState *psgd;  // PSGD-Kron state (host memory, src/psgd.h), NULL for AdamW
+    struct PsgdState *psgd;  // PSGD-Kron state (backend memory, src/psgd.h), NULL for AdamW
     CheckpointTensor *extra; // checkpoint view of the PSGD factors (owned)
     int n_extra;
 } Optim;
@@ -57,12 +57,14 @@ const char *optim_kind_name(OptimKind k);
 
 // Checkpoint glue. Per-parameter moment slots the optimizer stores: bit 0 = m, bit 1 = v
 // (AdamW 3: m and v; PSGD 1: m = the momentum). to_host copies them into host buffers of n floats
-// (only the slots it stores); from_host restores them.
+// (only the slots it stores); from_host restores them. For PSGD they also move the factors and
+// caches between the backend and the host tensors of optim_extra_state (to_host before writing a
+// checkpoint; from_host after checkpoint_load_extra has filled them).
 int optim_moment_slots(const Optim *o);
 void optim_moments_to_host(const Optim *o, float *h_m, float *h_v);
 void optim_moments_from_host(Optim *o, const float *h_m, const float *h_v);
 // Further state as named host tensors that checkpoints write and read in place (PSGD factors and
-// caches, group "psgd"); ex->n = 0 for AdamW.
+// caches, group "psgd", host mirrors synchronised by optim_moments_to/from_host); ex->n = 0 for AdamW.
 void optim_extra_state(const Optim *o, CheckpointExtra *ex);
 
 // Global L2 norm of grads (n elements, backend memory), float64 accumulation.

@@ -25,16 +25,16 @@
 // is rng_hash_normal(psgd_noise_seed(seed, k, t, 1), i): the same on every rank and backend, so
 // data-parallel ranks stay identical and resuming is bit-exact.
 //
-// Memory: all PSGD state lives in HOST memory: momentum (n floats), per dense axis Q and P
-// (2 n_a^2 floats), per diagonal axis q and p (2 n_a floats), plus scratch (4 x the largest tensor
-// + 3 x the largest dense axis squared). On the CPU backend params/grads are used in place; on
-// other backends psgd_step copies params and grads to host staging buffers and the parameters back
-// after the update (3 x 4 bytes per parameter over the bus per step).
-// Compute: BLAS (cblas_sgemm, cblas_strsm) on the host, OpenMP-split into single-threaded calls.
-// Per step ~2 n_a numel flops per dense axis (preconditioning); a preconditioner update adds
-// ~7 n_a numel + 4 n_a^3. LoLa's large DCAE (237.6 M parameters, paper-era): ~1.2 TFLOP per step
-// and ~5.3 TFLOP per update (test_psgd prints these), i.e. seconds per step on a CPU host: fine for
-// the CPU backend's small models, far too slow next to a GPU (a device port is the next step).
+// Memory: all PSGD state lives in BACKEND memory (nn_alloc; device memory on CUDA) and every step
+// runs through the PSGD ops of nn.h (plain fp32 in every precision mode): momentum (n floats), per
+// dense axis Q and P (2 n_a^2 floats), per diagonal axis q and p (2 n_a floats), plus scratch
+// (4 x the largest tensor + 3 x the largest dense axis squared + 3 x the largest dense axis).
+// A host mirror of the factors and caches (same size) backs the checkpoint view; psgd_sync_to_host
+// and psgd_sync_from_host move it.
+// Compute per step ~2 n_a numel flops per dense axis (preconditioning); a preconditioner update
+// adds ~7 n_a numel + 4 n_a^3. LoLa's large DCAE (237.6 M parameters, paper-era): ~1.2 TFLOP per
+// step and ~5.3 TFLOP per update (test_psgd prints these): seconds per step on a CPU host,
+// tens of milliseconds on a GPU.
 #ifndef LOLA_PSGD_H
 #define LOLA_PSGD_H
 
@@ -65,8 +65,9 @@ typedef struct {
     int64_t shape[PARAM_MAX_DIMS];
     size_t numel, offset;           // elements; offset in the parameter buffer
     int dense[PARAM_MAX_DIMS];      // 1: dense triangular factor on this axis, 0: diagonal
-    float *q[PARAM_MAX_DIMS];       // factor: n x n row-major upper triangular, or n
-    float *p[PARAM_MAX_DIMS];       // cache: n x n (symmetric) or n
+    float *q[PARAM_MAX_DIMS];       // factor (backend): n x n row-major upper triangular, or n
+    float *p[PARAM_MAX_DIMS];       // cache (backend): n x n (symmetric) or n
+    float *hq[PARAM_MAX_DIMS], *hp[PARAM_MAX_DIMS]; // their host mirrors (checkpoints)
 } PsgdTensor;
 
 typedef struct PsgdState {
@@ -75,12 +76,13 @@ typedef struct PsgdState {
     int n;               // tensors (table rows)
     PsgdTensor *t;
     size_t total;        // parameters
-    float *mom;          // momentum, host, total floats (table layout)
-    float *arena;        // all factors and caches
+    float *mom;          // momentum, backend, total floats (table layout)
+    float *arena;        // all factors and caches (backend)
+    float *h_arena;      // host mirror of arena (checkpoint view)
     size_t arena_floats;
-    float *s0, *s1, *s2, *s3; // scratch, max numel floats each
-    float *m0, *m1, *m2;      // scratch, max dense n^2 floats each
-    float *h_params, *h_grads; // host staging (non-CPU backends only; NULL on the CPU backend)
+    float *s0, *s1, *s2, *s3; // backend scratch, max numel floats each
+    float *m0, *m1, *m2;      // backend scratch, max dense n^2 floats each
+    float *lb_work;           // backend scratch, 3 x max dense n floats
     // diagnostics of the last step
     int last_updated, last_balanced;
     double last_r;
@@ -97,7 +99,7 @@ int psgd_axis_dense(const PsgdConfig *c, int ndim, int64_t n);
 // without allocating anything.
 void psgd_state_floats(const PsgdConfig *c, const ParamTable *t, size_t *state, size_t *scratch);
 
-// Allocates host state for the table (kept by pointer; must outlive the state): momentum 0,
+// Allocates backend state for the table (kept by pointer; must outlive the state): momentum 0,
 // factors init_scale^(1/ndim) (I or ones), caches their squares. Dies on a bad config.
 void psgd_init(PsgdState *s, const PsgdConfig *cfg, const ParamTable *table);
 void psgd_free(PsgdState *s);
@@ -117,17 +119,17 @@ double psgd_update_probability(const PsgdConfig *c, int64_t k);
 // Seed of a Gaussian stream: which 0 = the noise added to U, 1 = V.
 uint64_t psgd_noise_seed(uint64_t base, int64_t k, int tensor, int which);
 
-// heavyball trust_region_clip_ (lerp 0.9, scale 1.5), in place on n values.
-void psgd_trust_region_clip(float *x, size_t n);
-
-// Spectral-norm lower bound of a symmetric n x n matrix A (heavyball psgd_lb); A is scaled in
-// place by 1/max_abs. max_abs = max |A_ij| > 0.
-float psgd_norm_lower_bound(float *A, int n, float max_abs);
-
 // Checkpoint view of the factors and caches: fills up to cap tensors named
-// "<param>/q<axis>" and "<param>/p<axis>" pointing into the state (host memory; loading writes
-// into them). Returns the number of tensors (call with cap 0 to count). The momentum is not part
-// of it (it goes into the checkpoint's m slot).
+// "<param>/q<axis>" and "<param>/p<axis>" pointing into the HOST mirror (call psgd_sync_to_host
+// before writing them; loading writes into them, then call psgd_sync_from_host). Returns the
+// number of tensors (call with cap 0 to count). The momentum is not part of it (it goes into the
+// checkpoint's m slot: psgd_momentum_to_host / _from_host).
 int psgd_state_tensors(PsgdState *s, CheckpointTensor *out, int cap);
+// Host mirror <- backend factors and caches, and the reverse.
+void psgd_sync_to_host(PsgdState *s);
+void psgd_sync_from_host(PsgdState *s);
+// Momentum (total floats) between the backend and a host buffer.
+void psgd_momentum_to_host(const PsgdState *s, float *h_m);
+void psgd_momentum_from_host(PsgdState *s, const float *h_m);
 
 #endif
