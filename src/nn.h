@@ -220,11 +220,13 @@ double vrmse_loss(float *dpred, const float *pred, const float *target, int B, i
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
                   float b2, float eps, float wd, int t);
 
-
 // ---------------------------------------------------------------------------------------------
-// PSGD-Kron (src/psgd.c; lola-spec.md 6.3). These ops compute in plain fp32 on every backend and
-// in every precision mode (LOLA_PRECISION does not apply: the triangular factors are too
-// ill-conditioned for TF32/bf16). Matrices are row-major. A tensor viewed around one axis is
+// PSGD-Kron (src/psgd.c; lola-spec.md 6.3). fp32 storage and arithmetic; the only reduced
+// precision is nn_gemm's: TF32 tensor-core products when the CUDA backend runs in the tf32 or
+// bf16 mode, as torch.set_float32_matmul_precision("high") makes heavyball's einsums in LoLa
+// (lola-spec.md 6.1 "Precision": TF32 matmuls); never bf16 (the optimizer runs outside autocast);
+// plain fp32 in the fp32 mode and on the CPU. The triangular solve and the lower bound's
+// matrix-vector products are always fp32. Matrices are row-major. A tensor viewed around one axis is
 // (L, n, R): L = product of the dims before the axis, n = its size, R = product of the dims after.
 
 // C (M x N, ld ldc) = alpha op(A) op(B) + beta C; op(X) = X^T when tX != 0; op(A) is M x K (A

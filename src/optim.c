@@ -40,6 +40,25 @@ void optim_init(Optim *o, const OptimConfig *cfg, size_t n) {
     }
 }
 
+// PSGD-Kron settings of an OptimConfig: LoLa's defaults (psgd_config_default) with the config's
+// momentum and preconditioner schedule/size (0 = LoLa's value).
+static void psgd_config_of(const OptimConfig *cfg, PsgdConfig *pc) {
+    psgd_config_default(pc);
+    pc->beta = cfg->beta1;
+    if (cfg->precond_frequency > 0) pc->min_prob = 1.0 / (double)cfg->precond_frequency;
+    if (cfg->precond_decay > 0) pc->prob_decay = cfg->precond_decay;
+    if (cfg->precond_size > 0) pc->max_size = cfg->precond_size;
+}
+
+size_t optim_state_floats(const OptimConfig *cfg, const ParamTable *table) {
+    if (cfg->kind != OPTIM_PSGD) return 2 * table->total;
+    PsgdConfig pc;
+    psgd_config_of(cfg, &pc);
+    size_t st = 0, scratch = 0;
+    psgd_state_floats(&pc, table, &st, &scratch);
+    return st + scratch;
+}
+
 void optim_init_table(Optim *o, const OptimConfig *cfg, const ParamTable *table) {
     if (cfg->kind != OPTIM_PSGD) {
         optim_init(o, cfg, table->total);
@@ -51,11 +70,7 @@ void optim_init_table(Optim *o, const OptimConfig *cfg, const ParamTable *table)
     if (cfg->merge_dims)
         lola_die_hint("set optim.merge_dims=false (LoLa's setting)", "optimizer 'psgd': merge_dims=true is not implemented");
     PsgdConfig pc;
-    psgd_config_default(&pc);
-    pc.beta = cfg->beta1;
-    if (cfg->precond_frequency > 0) pc.min_prob = 1.0 / (double)cfg->precond_frequency;
-    if (cfg->precond_decay > 0) pc.prob_decay = cfg->precond_decay;
-    if (cfg->precond_size > 0) pc.max_size = cfg->precond_size;
+    psgd_config_of(cfg, &pc);
     o->psgd = LOLA_NEW(PsgdState, 1);
     psgd_init(o->psgd, &pc, table);
     o->n_extra = psgd_state_tensors(o->psgd, NULL, 0);

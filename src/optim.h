@@ -51,6 +51,9 @@ void optim_init(Optim *o, const OptimConfig *cfg, size_t n);
 // Same, with the parameter table (kept by pointer): required by PSGD-Kron, whose factors follow
 // each tensor's shape. Dies on a PSGD setting that is not supported (merge_dims).
 void optim_init_table(Optim *o, const OptimConfig *cfg, const ParamTable *table);
+// Backend floats of the state optim_init_table allocates for the table, without allocating:
+// AdamW 2 x total (m, v); PSGD-Kron momentum + factors + caches + scratch (psgd_state_floats).
+size_t optim_state_floats(const OptimConfig *cfg, const ParamTable *table);
 void optim_free(Optim *o);
 // "adamw", "psgd", "soap" (the checkpoint's @optimizer attribute).
 const char *optim_kind_name(OptimKind k);

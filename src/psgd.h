@@ -26,7 +26,8 @@
 // data-parallel ranks stay identical and resuming is bit-exact.
 //
 // Memory: all PSGD state lives in BACKEND memory (nn_alloc; device memory on CUDA) and every step
-// runs through the PSGD ops of nn.h (plain fp32 in every precision mode): momentum (n floats), per
+// runs through the PSGD ops of nn.h (fp32; the CUDA tf32/bf16 modes run its GEMMs in TF32 as LoLa's
+// "high" float32 matmul precision does): momentum (n floats), per
 // dense axis Q and P (2 n_a^2 floats), per diagonal axis q and p (2 n_a floats), plus scratch
 // (4 x the largest tensor + 3 x the largest dense axis squared + 3 x the largest dense axis).
 // A host mirror of the factors and caches (same size) backs the checkpoint view; psgd_sync_to_host

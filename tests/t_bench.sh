@@ -25,7 +25,15 @@
 #     for the later ones are the fixed ones at RUN_BUDGET=360 (tests 120, models 60, nccl 60,
 #     ops-bench 45) and shrink in proportion below it (150: 50/25/25/18; 90: 30/15/15/11), so the op
 #     tests get a real limit even at 90 s, also in the worst case (every earlier step using its
-#     whole limit).
+#     whole limit);
+#  h. the PSGD workloads (ae-euler-psgd, ae-rb-psgd; in the default list, so a. runs them): no
+#     reference, goal or ratio (RESULT ref_*=nan comparable=0 goal=nan ratio_best=nan, table "-");
+#     the memory pre-check counts PSGD's state and scratch instead of AdamW's moments; the lines
+#     under the row give the ratio to the AdamW twin (= the two values) and the timed steps k with
+#     the preconditioner updates, whose count equals heavyball's schedule recomputed here in Python
+#     (random.Random(0x172381 ^ k).random() < max(1/64, 0.999^k)); --psgd-step steady starts at
+#     k = 4157 (same checks, no ratio when the AdamW twin did not run); a bad --psgd-step and a
+#     config whose ae_optim is not psgd exit 2.
 # Prints PASS/FAIL lines; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -52,7 +60,7 @@ check "a: bench-lola --size tiny exits 0 (got $rc)" [ $rc -eq 0 ]
 [ $rc -eq 0 ] || { tail -20 "$T/out" "$T/err" | sed 's/^/    /'; }
 sed -n '/^== bench-lola/,/^backend:/p' "$T/out" # the table, for the log
 mapfile -t W < <("$B" --list | awk '{print $1}')
-check "a: --list names 9 workloads (got ${#W[@]})" [ ${#W[@]} -eq 9 ]
+check "a: --list names 11 workloads (got ${#W[@]})" [ ${#W[@]} -eq 11 ]
 for w in "${W[@]}"; do
     line=$(grep "^RESULT workload=$w " "$T/out")
     check "a: $w: RESULT status=ok with finite positive value, tflops, peak_gb" python3 - "$line" <<'EOF'
@@ -105,22 +113,22 @@ import sys
 names = set(sys.argv[2:]); rows = [l.split() for l in open(sys.argv[1]) if l[:1] != " " and l.split() and l.split()[0] in names and len(l.split()) > 12]
 assert len(rows) == len(names), len(rows)
 for r in rows:
-    assert r[7] in ('n/c', '-') and r[8] == 'n/c', r      # goal, x-best
+    assert r[7] in ('n/c', '-') and r[8] == ('-' if r[0].endswith('-psgd') else 'n/c'), r  # goal, x-best (PSGD: no reference)
     assert not any(t.startswith(('>=', '<=')) for t in r), r
-assert [r[7] for r in rows if r[0] == 'window-ns'] == ['-']
+assert [r[7] for r in rows if r[0] in ('ae-euler-psgd', 'ae-rb-psgd', 'window-ns')] == ['-'] * 3
 EOF
 check "c: the settings legend: eager TF32/bf16, compiled bf16, dit-euler's compiled TF32, no precision for eval/window" \
     eval 'grep -q "ref-TF32 = eager, TF32; ref-bf16 = eager, bf16 autocast; ref-best = torch.compile + bf16 autocast" "$T/out" &&
           grep -qE "^  dit-euler +ref-other = torch.compile TF32" "$T/out" && grep -qE "^  eval-dm +ref-other = .*torch.compile.*precision not recorded" "$T/out" &&
           [ "$(grep -cE "^  window(16|1|-ns) +ref-other = .*precision and torch.compile not recorded" "$T/out")" -eq 3 ] &&
           grep -qE "^  ae-euler +ref-GB = eager TF32 / compiled bf16" "$T/out"'
-check "c: RESULT: comparable=0 goal=nan ratio_best=nan everywhere; loss= on the 4 training rows only" python3 - "$T/out" <<'EOF'
+check "c: RESULT: comparable=0 goal=nan ratio_best=nan everywhere; loss= on the 6 training rows only" python3 - "$T/out" <<'EOF'
 import sys
 res = [dict(t.split('=', 1) for t in l.split() if '=' in t) for l in open(sys.argv[1]) if l.startswith('RESULT ')]
-assert len(res) == 9
+assert len(res) == 11
 for kv in res:
     assert kv['comparable'] == '0' and kv['goal'] == 'nan' and kv['ratio_best'] == 'nan', kv
-    train = kv['workload'] in ('ae-euler', 'ae-rb', 'dit-euler', 'dit-rb')
+    train = kv['workload'] in ('ae-euler', 'ae-euler-psgd', 'ae-rb', 'ae-rb-psgd', 'dit-euler', 'dit-rb')
     assert ('loss' in kv) == train, kv['workload']
     if train: assert float(kv['loss']) > 0, kv
 EOF
@@ -138,7 +146,8 @@ want = [('ae-euler', 'ref_tf32', pe['ae_paper_euler_train_tf32_samples_per_s']),
         ('eval-ns', 'ref_other', pe['euler_eval_lns_ms_per_state']),
         ('eval-ns', 'ref_tf32', nan),
         ('window-ns', 'ref_other', a['lns_window_ens1_ms']),
-        ('window-ns', 'ref_tf32', nan)]
+        ('window-ns', 'ref_tf32', nan)] + [(w, k, nan) for w in ('ae-euler-psgd', 'ae-rb-psgd')
+                                            for k in ('ref_tf32', 'ref_bf16', 'ref_best', 'ref_other', 'ref_peak_gb', 'ref_peak2_gb')]
 res = {}
 for line in open(sys.argv[1]):
     if line.startswith('RESULT '):
@@ -259,6 +268,80 @@ check "g: RUN_BUDGET=150 scales them (tests 50, models 25, nccl 25, ops-bench 18
 check "g: RUN_BUDGET=90: tests reserve 30 and a limit >= 50 s, models reserve 15, the op tests not skipped in the worst case" \
     eval 'set -- $(plan 90 tests); [ "$2" = 30 ] && [ "$1" -ge 50 ] && [ "$3" != skipped ] && [ "$(plan 90 models | cut -d" " -f2)" = 15 ]'
 [ $fails -eq 0 ] || for b in 360 90; do grep -E "^\[dry-run\] [a-z-]+ +limit" "$T/g$b" | sed "s/^/    $b: /"; done
+
+# ------------------------------------------------------------------------------------------------
+# h. the PSGD workloads (their default run, --psgd-step 1, is part of a.)
+# psgd_check OUT WORKLOAD START TWIN_RAN: the RESULT line's PSGD fields and the lines under the
+# table row, against heavyball's schedule recomputed here.
+psgd_check() {
+    python3 - "$@" <<'EOF'
+import math, random, sys
+out, w, start, twin = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1'
+lines = open(out).read().splitlines()
+res = {}
+for l in lines:
+    if l.startswith('RESULT '):
+        kv = dict(t.split('=', 1) for t in l.split() if '=' in t)
+        res[kv['workload']] = kv
+kv = res[w]
+assert kv['status'] == 'ok' and kv['comparable'] == '0' and kv['goal'] == 'nan' and kv['ratio_best'] == 'nan', kv
+assert all(kv[k] == 'nan' for k in ('ref_tf32', 'ref_bf16', 'ref_best', 'ref_other', 'ref_peak_gb', 'ref_peak2_gb')), kv
+k0, k1, n, u = (int(kv[k]) for k in ('psgd_step_first', 'psgd_step_last', 'psgd_steps', 'psgd_updates'))
+assert int(kv['psgd_step_start']) == start and k0 == start + 1, (start, k0)   # --warmup 1: one step before the timed ones
+assert n >= 1 and int(kv['psgd_skipped']) == 0 and k1 - k0 + 1 == n, (k0, k1, n)
+p = [max(1 / 64, 0.999 ** k) for k in range(k0, k1 + 1)]
+want = sum(random.Random(0x172381 ^ k).random() < p[k - k0] for k in range(k0, k1 + 1))
+assert u == want, ('updates', u, 'schedule', want, k0, k1)
+assert abs(float(kv['psgd_update_share']) - u / n) < 1e-5 and abs(float(kv['psgd_p_mean']) - sum(p) / n) < 1e-5, kv
+assert int(kv['psgd_steady_step']) == 4157 and float(kv['psgd_state_gb']) > 0, kv
+mu, mp, sv = float(kv['psgd_ms_update']), float(kv['psgd_ms_plain']), float(kv['psgd_steady_value'])
+assert math.isfinite(mu) == (u > 0) and math.isfinite(mp) == (u < n) and math.isfinite(sv) == (0 < u < n), kv
+if 0 < u < n:   # the speed expected at p = 1/64 from the two kinds of steps
+    want_sv = int(kv['batch']) * 1e3 / ((1 - 1 / 64) * mp + mu / 64)
+    assert abs(sv - want_sv) < 1e-4 * want_sv, (sv, want_sv)
+twin_name, vs = w[:-len('-psgd')], float(kv['vs_adamw'])
+if twin: assert abs(vs - float(kv['value']) / float(res[twin_name]['value'])) < 1e-4 * vs, (vs, kv['value'], res[twin_name]['value'])
+else: assert vs != vs, vs
+i = next(j for j, l in enumerate(lines) if l.split()[:1] == [w] and len(l.split()) > 12)
+row, under = lines[i].split(), lines[i + 1:i + 4]
+assert row[3:9] == ['-'] * 6 and row[-1] == 'ok', row         # reference columns, goal, x-best
+assert all(l.startswith('  -> ') for l in under), under
+assert (' x the speed of %s (AdamW) in this run' if twin else 'no %s (AdamW) result in this run') % twin_name in under[0], under[0]
+assert 'timed optimizer steps k = %d..%d' % (k0, k1) in under[1] and 'updated on %d of %d' % (u, n) in under[1], under[1]
+assert ' ms with an update, ' in under[2] and (('expected at p = 1/64: ' in under[2]) == (0 < u < n)), under[2]
+EOF
+}
+for w in ae-euler-psgd ae-rb-psgd; do
+    check "h: $w (default run): no reference/goal/ratio; the AdamW ratio; updates on the timed steps = the schedule's" psgd_check "$T/out" $w 1 1
+done
+check "h: the memory pre-check adds the PSGD state + scratch instead of AdamW's moments (need difference = psgd_state_gb - 8 P)" \
+    python3 - "$T/out" <<'EOF'
+import re, sys
+t = open(sys.argv[1]).read()
+need = {m.group(1): (float(m.group(2)), m.group(3)) for m in re.finditer(r'^# (\S+): memory: needs at least ([0-9.e+-]+) GB \(([^)]*)\)', t, re.M)}
+res = {kv['workload']: kv for kv in (dict(x.split('=', 1) for x in l.split() if '=' in x) for l in t.splitlines() if l.startswith('RESULT '))}
+for w in ('ae-euler', 'ae-rb'):
+    ps = res[w + '-psgd']
+    assert 'PSGD state and scratch' in need[w + '-psgd'][1] and 'PSGD' not in need[w][1], need
+    d, want = need[w + '-psgd'][0] - need[w][0], float(ps['psgd_state_gb']) - 8 * float(ps['params']) / 1e9
+    assert want > 0 and abs(d - want) < 2e-6, (w, d, want)
+EOF
+"$B" --size tiny --workload ae-rb-psgd --psgd-step steady --seconds 0.1 --rounds 1 --warmup 1 >"$T/h1" 2>&1
+rc=$?
+check "h: --psgd-step steady (exit $rc): starts at k = 4157, updates = the schedule's, no AdamW ratio without ae-rb" \
+    eval '[ $rc -eq 0 ] && psgd_check "$T/h1" ae-rb-psgd 4157 0 && grep -q "(--psgd-step 4157 = steady; p = 1/64 from k = 4157)" "$T/h1"'
+"$B" --size tiny --workload ae-rb-psgd --psgd-step 0 >"$T/h2" 2>&1
+rc1=$?
+"$B" --size tiny --workload ae-rb-psgd --set ae_optim.optimizer=adamw --set 'ae_optim.betas=[0.9,0.999]' >"$T/h3" 2>&1
+rc2=$?
+# k = 699 updates, k = 700 does not (the schedule above): two rounds time at least both
+"$B" --size tiny --workload ae-euler-psgd --psgd-step 698 --seconds 0.05 --rounds 2 --warmup 1 >"$T/h4" 2>&1
+rc=$?
+check "h: --psgd-step 698 (exit $rc): steps with and without an update timed apart, the speed expected at p = 1/64" \
+    eval '[ $rc -eq 0 ] && psgd_check "$T/h4" ae-euler-psgd 698 0 && grep -qE "^RESULT workload=ae-euler-psgd .*psgd_ms_plain=[0-9.]+ .*psgd_steady_value=[0-9.]+ " "$T/h4"'
+check "h: --psgd-step 0 (exit $rc1) and ae_optim.optimizer=adamw (exit $rc2) exit 2 naming the problem" \
+    eval '[ $rc1 -eq 2 ] && grep -q "psgd-step .0.: expected an optimizer step k >= 1 or .steady." "$T/h2" &&
+          [ $rc2 -eq 2 ] && grep -q "workload ae-rb-psgd measures the config.s PSGD-Kron, but ae_optim.optimizer of .*rayleigh_benard.yaml is not psgd" "$T/h3"'
 
 echo "bench: $fails failure(s), $((SECONDS - T0)) s"
 [ "$fails" -eq 0 ]

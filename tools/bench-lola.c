@@ -7,7 +7,9 @@
 // system (configs/euler.yaml, configs/rayleigh_benard.yaml), synthetic tensors of the real shapes,
 // random initialisation:
 //   ae-euler   AE training, paper-era DCAE (237.6 M), Euler 5x512x512, batch 8          samples/s
+//   ae-euler-psgd  the same with PSGD-Kron, LoLa's AE optimizer (see "PSGD workloads")  samples/s
 //   ae-rb      AE training, Rayleigh-Benard 4x512x128, batch 32                          samples/s
+//   ae-rb-psgd the same with PSGD-Kron                                                   samples/s
 //   dit-euler  DM training, vit_large denoiser (222.9 M), latents 64x5x16x16, 5 labels,
 //              batch 32                                                                   samples/s
 //   dit-rb     DM training, latents 64x5x16x4, 6 labels, batch 32                        samples/s
@@ -19,8 +21,37 @@
 //   window1    the same with 1 member                                                    ms/window
 //   window-ns  one window of the neural solver, 1 member                                 ms/window
 // A training step is what src/train.c does per batch (tools/bench.h): zero grads, forward, loss,
-// backward, global-norm clip 1, AdamW (the dm_optim section: lr 1e-4, betas 0.9/0.99). The AE also
-// trains with AdamW here (LoLa's AE default is PSGD-Kron) because the reference measured AdamW.
+// backward, global-norm clip 1, AdamW (the dm_optim section: lr 1e-4, betas 0.9/0.99). ae-euler and
+// ae-rb train the AE with AdamW too (LoLa's AE default is PSGD-Kron) because the reference measured
+// AdamW; their -psgd twins measure the AE step with PSGD-Kron.
+// PSGD workloads (ae-euler-psgd, ae-rb-psgd): the AE step of ae-euler / ae-rb with the optimizer
+// `lola train-ae` builds: train_config_from (src/stage_ae.c) on the config's ae_train / ae_optim
+// sections, then optim_init_table (PSGD-Kron, src/psgd.h: learning rate, betas [0.9], weight decay,
+// clip, precondition_frequency, _decay, _size); ae_optim.optimizer must be psgd (else exit 2). They
+// have no PyTorch reference (it measured AdamW): reference columns "-" / nan, no goal, no ratio,
+// comparable=0 at every size. Under the row the table prints (1) the speed as a multiple of the
+// AdamW twin's when that ran in the same invocation (RESULT vs_adamw=), (2) the optimizer steps k
+// of the timed rounds and how many of them updated the preconditioner (PsgdState.last_updated after
+// each step; skipped non-finite steps counted apart) next to the schedule's mean p(k) over those k,
+// (3) the mean step time with and without an update and, when both kinds were timed, the speed
+// expected at the schedule's floor p = 1/precondition_frequency: B / ((1 - p) t_plain + p t_update).
+// heavyball's schedule p(k) = max(1/64, 0.999^k) (LoLa's values) updates on nearly every early step
+// and on 1 step in 64 from k = 4157 on (the first 1.6 % of LoLa's 262 144 AE steps). --psgd-step K
+// sets the optimizer's step counter so that the first warm-up step is k = K: default 1, a fresh
+// `lola train-ae` (~99 % update steps: the upper end of PSGD's cost, and the update path a first GPU
+// run must exercise); --psgd-step steady starts at the floor (k = 4157 with LoLa's values), the
+// regime of ~98 % of a training run. The schedule is deterministic in k (random.Random(0x172381 ^ k))
+// so runs are reproducible; a short steady run times few or no update steps (e.g. none in
+// k = 4158..4211), which makes its figure the lower end of the cost: read it with the update count,
+// or time more steps. The state at step K is a fresh one (identity factors, zero momentum); a step's
+// cost does not depend on the values. flops_per_value and MFU count the model's FLOPs only (as for
+// AdamW), so MFU falls with the optimizer's overhead.
+// Default list: the PSGD workloads are in "all". They are LoLa's actual AE training cost; each takes
+// as long as its AdamW twin, setup + warm-up + --rounds x --seconds, bounded by --max-seconds like
+// every workload (measured on 2 CPU threads with the defaults: ~10-12 s each at --size tiny or
+// small; all 11 workloads at tiny 1 min 42 s; the smoke test --seconds 0.1 --rounds 1 ~3 s); and
+// they put the first timing of PSGD's GPU ops into the GPU script's benchmark run (tests/gpu/run.sh
+// splits its time over the --list count).
 // An eval unit is one trajectory exactly as src/stage_eval.c runs it (rollout_run, the sampler over
 // the members, every state decoded chunk by chunk and copied to the host); the inverse
 // normalisation and the metrics are not timed (LoLa's timed region is rollout + decode). LoLa
@@ -55,11 +86,13 @@
 // included): rounds are dropped to fit (down to one round of one unit), a workload whose warm-up
 // leaves no room for one more unit is skipped with the reason, and a child still running at
 // 1.5 x max-seconds + 30 s is stopped (SIGKILL) and reported as skipped.
-// Before allocating, the known memory need (parameters, gradients, optimizer moments, activation
-// arena) is printed ("# NAME: memory: needs at least ... GB") and compared with the free memory
-// (CUDA: device free memory; CPU: MemAvailable); the workload is skipped with both numbers when it
-// cannot fit. Paper sizes: dit-euler 62.9 GB on the CPU backend (its attention keeps the
-// probabilities), 36.0 GB on the CUDA backend (log-sum-exp only), ae-euler 21.6 GB, eval-dm 7.1 GB.
+// Before allocating, the known memory need (parameters, gradients, optimizer state: AdamW's two
+// moments, or PSGD's momentum, factors, caches and scratch (optim_state_floats, psgd_state_floats),
+// activation arena) is printed ("# NAME: memory: needs at least ... GB") and compared with the free
+// memory (CUDA: device free memory; CPU: MemAvailable); the workload is skipped with both numbers
+// when it cannot fit. Paper sizes: dit-euler 62.9 GB on the CPU backend (its attention keeps the
+// probabilities), 36.0 GB on the CUDA backend (log-sum-exp only), ae-euler 21.6 GB, ae-euler-psgd
+// 22.5 GB (PSGD state + scratch 2.79 GB vs AdamW's 1.90 GB), eval-dm 7.1 GB.
 //
 // Numbers: peak memory = nn_bytes_peak (on every backend it includes the grow-only op scratch)
 // in GB (1e9 bytes, like the reference). FLOPs from the analytic model (2 x MACs of convolutions
@@ -78,6 +111,12 @@
 //          ratio_best=.. backend="..."
 // (loss: the last training step's loss, training workloads that ran only; goal and ratio_best are
 // nan when not comparable; missing reference figures are nan)
+// PSGD rows add, before ref_tf32: psgd_step_start=K (--psgd-step) psgd_step_first= psgd_step_last=
+// (the timed steps k) psgd_steps= psgd_updates= psgd_skipped= psgd_update_share= (updates / steps)
+// psgd_p_mean= (the schedule's mean p(k) over them) psgd_ms_update= psgd_ms_plain= (mean timed step
+// with / without an update, nan: none) psgd_steady_step= (first k at the floor, -1: never)
+// psgd_steady_value= (the speed expected at the floor, nan unless both kinds were timed)
+// psgd_state_gb= vs_adamw= (speed / the AdamW twin's in this run, nan when it did not run)
 // (CPU builds add cpu_value=: the value from process CPU seconds of all threads instead of wall
 // seconds, the figure to read on a shared, oversubscribed machine; cf. tools/bench-train.c)
 // and with --json FILE the same as JSON. Exit status 0 when every selected workload ran or was
@@ -87,7 +126,7 @@
 //
 // Usage: build/bench-lola [--workload LIST] [--size tiny|small|paper] [--seconds S] [--rounds R]
 //          [--warmup N] [--max-seconds S] [--anchor FILE | --no-anchor] [--configs DIR]
-//          [--set key=value]... [--json FILE] [--peak-tflops T] [--seed N] [--list]
+//          [--set key=value]... [--json FILE] [--peak-tflops T] [--seed N] [--psgd-step K|steady] [--list]
 // Threads: OMP_NUM_THREADS (CPU). CUDA math: LOLA_PRECISION=fp32|tf32|bf16 and the other switches of
 // cuda/README.md; the "backend:" line and RESULT backend= name the mode.
 #include <errno.h>
@@ -115,6 +154,7 @@
 #include "diffusion.h"
 #include "nn.h"
 #include "optim.h"
+#include "psgd.h"
 #include "rollout.h"
 #include "stages.h"
 #ifdef LOLA_BACKEND_CUDA
@@ -362,6 +402,7 @@ typedef struct {
     const char *ref_note;  // where the row's reference figures differ from the column headers
     double goal;     // DESIGN.md §9 (0 = none); same unit
     double goal_gb;  // peak memory goal (0 = none)
+    int psgd;        // AE training with the config's PSGD-Kron (ae_optim) instead of AdamW
 } Workload;
 
 // Provenance of every reference figure (tools/anchor-pytorch-h200.json, its "note" fields, and
@@ -372,29 +413,33 @@ static const Workload WORKLOADS[] = {
     {"ae-euler", W_AE_TRAIN, 0, EMU_DM, 0, "samples/s", 1, "AE training, paper-era DCAE, Euler",
      "paper_era.ae_paper_euler_train_tf32_samples_per_s", "paper_era.ae_paper_euler_train_bf16_samples_per_s",
      "best_pytorch.ae_paper_euler_train_compiled_bf16_samples_per_s", NULL, "paper_era.ae_paper_euler_train_tf32_peak_GB",
-     "best_pytorch.ae_paper_euler_train_compiled_bf16_peak_GB", "eager TF32 / compiled bf16", NULL, 100, 10},
+     "best_pytorch.ae_paper_euler_train_compiled_bf16_peak_GB", "eager TF32 / compiled bf16", NULL, 100, 10, 0},
+    {"ae-euler-psgd", W_AE_TRAIN, 0, EMU_DM, 0, "samples/s", 1, "AE training as ae-euler, PSGD-Kron (ae_optim, as lola train-ae)", NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, "no reference (PyTorch was measured with AdamW)", 0, 0, 1},
     {"ae-rb", W_AE_TRAIN, 1, EMU_DM, 0, "samples/s", 1, "AE training, paper-era DCAE, Rayleigh-Benard",
      "paper_era.ae_paper_rb_train_tf32_samples_per_s", "paper_era.ae_paper_rb_train_bf16_samples_per_s", NULL, NULL,
-     "paper_era.ae_paper_rb_train_tf32_peak_GB", "paper_era.ae_paper_rb_train_bf16_peak_GB", "eager TF32 / eager bf16", NULL, 400, 0},
+     "paper_era.ae_paper_rb_train_tf32_peak_GB", "paper_era.ae_paper_rb_train_bf16_peak_GB", "eager TF32 / eager bf16", NULL, 400, 0, 0},
+    {"ae-rb-psgd", W_AE_TRAIN, 1, EMU_DM, 0, "samples/s", 1, "AE training as ae-rb, PSGD-Kron (ae_optim, as lola train-ae)", NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, "no reference (PyTorch was measured with AdamW)", 0, 0, 1},
     {"dit-euler", W_EMU_TRAIN, 0, EMU_DM, 0, "samples/s", 1, "DM training, vit_large denoiser, Euler latents",
      "dit_train_eager_tf32_samples_per_s", "dit_train_eager_bf16_samples_per_s", "best_pytorch.dit_euler_train_compiled_bf16_samples_per_s",
      "dit_train_compiled_tf32_samples_per_s", "dit_train_peak_mem_GB", NULL, "setting not recorded",
-     "ref-other = torch.compile TF32 (the 59.8 of DESIGN.md 9)", 300, 0},
+     "ref-other = torch.compile TF32 (the 59.8 of DESIGN.md 9)", 300, 0, 0},
     {"dit-rb", W_EMU_TRAIN, 1, EMU_DM, 0, "samples/s", 1, "DM training, vit_large denoiser, RB latents",
      "paper_era.dit_rb_train_eager_tf32_samples_per_s", "paper_era.dit_rb_train_eager_bf16_samples_per_s", NULL, NULL, NULL, NULL, NULL, NULL,
-     1000, 0},
+     1000, 0, 0},
     {"eval-dm", W_EVAL, 0, EMU_DM, 0, "ms/state/member", 0, "evaluation speed, diffusion (rollout + decode), Euler", NULL, NULL, NULL,
      "paper_era.euler_eval_ldm_ms_per_state_per_member", NULL, NULL, NULL,
-     "ref-other = LoLa eval.py speed, torch.compile denoiser, precision not recorded", 6, 0},
+     "ref-other = LoLa eval.py speed, torch.compile denoiser, precision not recorded", 6, 0, 0},
     {"eval-ns", W_EVAL, 0, EMU_NS, 1, "ms/state", 0, "evaluation speed, neural solver (rollout + decode), Euler", NULL, NULL, NULL,
      "paper_era.euler_eval_lns_ms_per_state", NULL, NULL, NULL,
-     "ref-other = LoLa eval.py speed (the anchor's note: torch.compile), precision not recorded", 2, 0},
+     "ref-other = LoLa eval.py speed (the anchor's note: torch.compile), precision not recorded", 2, 0, 0},
     {"window16", W_WINDOW, 0, EMU_DM, 0, "ms/window", 0, "one DM emulation window (AB), eval.samples members", NULL, NULL, NULL,
-     "ldm_window_ens16_ab16_ms", NULL, NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 250, 0},
+     "ldm_window_ens16_ab16_ms", NULL, NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 250, 0, 0},
     {"window1", W_WINDOW, 0, EMU_DM, 1, "ms/window", 0, "one DM emulation window (AB), 1 member", NULL, NULL, NULL, "ldm_window_ens1_ab16_ms",
-     NULL, NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 25, 0},
+     NULL, NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 25, 0, 0},
     {"window-ns", W_WINDOW, 0, EMU_NS, 1, "ms/window", 0, "one neural-solver window, 1 member", NULL, NULL, NULL, "lns_window_ens1_ms", NULL,
-     NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 0, 0},
+     NULL, NULL, "ref-other = one window as measured, precision and torch.compile not recorded", 0, 0, 0},
 };
 #define N_WORKLOADS ((int)(sizeof WORKLOADS / sizeof WORKLOADS[0]))
 
@@ -435,6 +480,7 @@ typedef struct {
     const char *sets[MAX_SETS];
     int n_sets;
     uint64_t seed;
+    int64_t psgd_step;  // PSGD workloads: optimizer step k of the first warm-up step; 0 = "steady"
     char root[PATH_MAX + 64];
 } Opts;
 
@@ -454,6 +500,16 @@ typedef struct {
     int batch, threads;
     double setup_s, warmup_s, unit_s;
     double loss;
+    // PSGD workloads (psgd = 1): the optimizer steps k of the timed rounds and what the schedule did
+    int psgd;
+    int64_t psgd_k_start;       // k of the first warm-up step (--psgd-step)
+    int64_t psgd_k0, psgd_k1;   // first and last timed step k
+    int64_t psgd_k_steady;      // first k with p(k) = 1/precondition_frequency (-1: never)
+    int psgd_steps, psgd_updates, psgd_skipped; // timed optimizer steps, those that updated the preconditioner, skipped steps
+    double psgd_p_mean;         // mean p(k) over the timed steps (the schedule's expected update share)
+    double psgd_min_prob;       // 1 / precondition_frequency
+    double psgd_ms_update, psgd_ms_plain; // mean timed step with / without a preconditioner update (NAN: none)
+    double psgd_state_gb;       // PSGD state + scratch (backend, GB)
 } Result;
 
 // ---------------------------------------------------------------------------------------------
@@ -475,6 +531,8 @@ static void usage(FILE *out) {
             "  --json FILE         also write the results as JSON\n"
             "  --peak-tflops T     MFU denominator in TFLOP/s (default 790, H200 dense bf16, DESIGN.md 9)\n"
             "  --seed N            init / data seed (default 1)\n"
+            "  --psgd-step K       PSGD workloads: optimizer step k of the first warm-up step (default 1, a fresh\n"
+            "                      train-ae); 'steady': the first k with p(k) = 1/precondition_frequency (4157)\n"
             "  --list              list the workloads and exit\n",
             MAX_ROUNDS);
 }
@@ -568,7 +626,7 @@ static void parse(Opts *o, int argc, char **argv) {
 #else
     o->size = size_find("small");
 #endif
-    o->seconds = 3, o->rounds = 3, o->warmup = -1, o->peak_tflops = 790, o->seed = 1;
+    o->seconds = 3, o->rounds = 3, o->warmup = -1, o->peak_tflops = 790, o->seed = 1, o->psgd_step = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -576,7 +634,7 @@ static void parse(Opts *o, int argc, char **argv) {
             exit(0);
         }
         if (!strcmp(a, "--list")) {
-            for (int k = 0; k < N_WORKLOADS; k++) printf("%-10s %-16s %s\n", WORKLOADS[k].name, WORKLOADS[k].unit, WORKLOADS[k].what);
+            for (int k = 0; k < N_WORKLOADS; k++) printf("%-13s %-16s %s\n", WORKLOADS[k].name, WORKLOADS[k].unit, WORKLOADS[k].what);
             exit(0);
         }
         if (!strcmp(a, "--no-anchor")) {
@@ -605,6 +663,16 @@ static void parse(Opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--json")) o->json = v;
         else if (!strcmp(a, "--peak-tflops")) o->peak_tflops = parse_num(a, v, 1e-6, 1e9);
         else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_num(a, v, 0, 1e18);
+        else if (!strcmp(a, "--psgd-step")) {
+            char *end;
+            double k = strtod(v, &end);
+            if (!strcmp(v, "steady")) o->psgd_step = 0;
+            else if (end != v && !*end && k >= 1 && k <= 1e12 && k == floor(k)) o->psgd_step = (int64_t)k;
+            else {
+                fprintf(stderr, "error: bench-lola: --psgd-step '%s': expected an optimizer step k >= 1 or 'steady'\n", v);
+                exit(2);
+            }
+        }
         else if (!strcmp(a, "--set")) {
             if (o->n_sets >= MAX_SETS) {
                 fprintf(stderr, "error: bench-lola: more than %d --set overrides\n", MAX_SETS);
@@ -690,6 +758,28 @@ static OptimConfig adamw_of(const Config *c) {
     oc.weight_decay = (float)o->weight_decay;
     oc.grad_clip = isfinite(o->grad_clip) ? (float)o->grad_clip : 0.0f;
     return oc;
+}
+
+// The AE optimizer exactly as `lola train-ae` builds it: the OptimConfig that train_config_from
+// (src/stage_ae.c) fills from ae_train / ae_optim (PSGD-Kron: learning rate, betas [0.9], weight
+// decay, clip, precondition_frequency, _decay, _size). The PSGD workloads require ae_optim.optimizer
+// psgd (checked in main).
+static OptimConfig ae_optim_of(const Config *c) {
+    TrainConfig tc;
+    train_config_from(c, &c->ae_train, &c->ae_optim, "", &tc);
+    return tc.optim;
+}
+
+// heavyball's update probability p(k) = max(1/frequency, decay^k) reaches its floor at this k;
+// -1 when it never does (decay 1 with frequency > 1).
+static int64_t psgd_steady_step(const PsgdConfig *c) {
+    if (c->min_prob >= 1.0 || c->prob_decay <= 0.0) return 1;
+    if (c->prob_decay >= 1.0) return -1;
+    double k = ceil(log(c->min_prob) / log(c->prob_decay));
+    int64_t K = k < 1 ? 1 : (int64_t)k;
+    while (K > 1 && psgd_update_probability(c, K - 1) <= c->min_prob) K--; // exact in double arithmetic
+    while (psgd_update_probability(c, K) > c->min_prob) K++;
+    return K;
 }
 
 static SamplerConfig sampler_of(const Config *c) {
@@ -793,6 +883,41 @@ static void window_unit(void *ctx) {
 
 static void train_unit(void *ctx) { train_bench_step((TrainBench *)ctx); }
 
+// PSGD workloads: each step is also timed on its own and classified by what the optimizer did
+// (PsgdState.last_updated), over the timed rounds only (timed is set after the warm-up).
+typedef struct {
+    TrainBench tb;
+    int timed;
+    int64_t k0, k1;              // first and last timed optimizer step k
+    int steps, updates, skipped; // timed optimizer steps; of them with a preconditioner update; skipped (non-finite norm)
+    double s_update, s_plain;    // seconds of the timed steps with / without an update
+    double p_sum;                // sum of p(k) over the timed steps
+} PsgdBench;
+
+static void psgd_unit(void *ctx) {
+    PsgdBench *p = (PsgdBench *)ctx;
+    int64_t t0 = p->tb.opt.t;
+    double u0 = lola_time();
+    train_bench_step(&p->tb);
+    nn_sync(); // measure() syncs too; here it closes this step's own time
+    double dt = lola_time() - u0;
+    if (!p->timed) return;
+    if (p->tb.opt.t == t0) { // optim_step skipped the step (non-finite gradient norm)
+        p->skipped++;
+        return;
+    }
+    const PsgdState *s = p->tb.opt.psgd;
+    int64_t k = p->tb.opt.t;
+    if (!p->steps) p->k0 = k;
+    p->k1 = k;
+    p->steps++;
+    p->p_sum += psgd_update_probability(&s->cfg, k);
+    if (s->last_updated) p->updates++, p->s_update += dt;
+    else p->s_plain += dt;
+}
+
+static void psgd_begin_timed(void *ctx) { ((PsgdBench *)ctx)->timed = 1; }
+
 // ---------------------------------------------------------------------------------------------
 // Memory check before allocating
 
@@ -818,7 +943,7 @@ static double free_bytes(void) {
 // `what` names the parts counted. The need is printed either way ("# NAME: memory: ...").
 static int memory_fits(const Workload *w, double need, const char *what, Result *r) {
     double avail = free_bytes();
-    printf("# %s: memory: needs at least %.2f GB (%s), %.2f GB free\n", w->name, need / 1e9, what, avail / 1e9);
+    printf("# %s: memory: needs at least %.4g GB (%s), %.4g GB free\n", w->name, need / 1e9, what, avail / 1e9);
     fflush(stdout);
     if (need <= 0.95 * avail) return 1;
     r->status = 2;
@@ -836,8 +961,9 @@ static double peak_backend_bytes(void) {
 typedef void (*UnitFn)(void *ctx);
 
 // Runs warm-up and rounds; per_unit = samples per unit (higher_better) or divisor of the unit time
-// (members x states for eval, 1 for a window); value per round in the workload's unit.
-static void measure(const Opts *o, const Workload *w, UnitFn fn, void *ctx, double per_unit, double t_start, Result *r) {
+// (members x states for eval, 1 for a window); value per round in the workload's unit. timed
+// (may be NULL) is called once between the warm-up and the first timed round.
+static void measure(const Opts *o, const Workload *w, UnitFn fn, UnitFn timed, void *ctx, double per_unit, double t_start, Result *r) {
     int warm = o->warmup >= 0 ? o->warmup : (w->kind == W_AE_TRAIN || w->kind == W_EMU_TRAIN ? 2 : 1);
     double t0 = lola_time(), unit = 0;
     int done = 0;
@@ -876,6 +1002,7 @@ static void measure(const Opts *o, const Workload *w, UnitFn fn, void *ctx, doub
     }
     double cpu_rounds[MAX_ROUNDS];
     int k = 0;
+    if (timed) timed(ctx);
     for (; k < rounds; k++) {
         if (k > 0 && o->max_seconds > 0 && lola_time() - t_start + unit > o->max_seconds) {
             size_t l = strlen(r->note);
@@ -926,17 +1053,61 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
         dcae_config_from(c, pix, &dc);
         int B = w->rb ? sz->ae_batch_rb : sz->ae_batch_euler;
         double P = (double)dcae_param_count(&dc);
-        double need = 4.0 * (4 * P + (double)dcae_arena_floats(&dc, B, H, W) + 2.0 * B * pix * H * W);
+        if (w->psgd) oc = ae_optim_of(c);
+        if (w->psgd && oc.kind != OPTIM_PSGD) lola_die("bench-lola: %s: ae_optim.optimizer is not psgd", w->name); // main checks first
+        // Optimizer state: AdamW's two moments, or PSGD's momentum, factors, caches and scratch.
+        ParamTable pt;
+        memset(&pt, 0, sizeof pt);
+        dcae_build_table(&dc, &pt);
+        double opt_floats = (double)optim_state_floats(&oc, &pt);
+        ptable_free(&pt);
+        double need = 4.0 * (2 * P + opt_floats + (double)dcae_arena_floats(&dc, B, H, W) + 2.0 * B * pix * H * W);
         r->batch = B, r->params = P;
-        if (!memory_fits(w, need, "parameters, gradients, optimizer state, activations", r)) return;
-        TrainBench tb;
-        train_bench_ae(&tb, &dc, B, H, W, &oc, o->seed);
-        r->flops_per_value = tb.flops_per_sample;
+        if (!memory_fits(w, need,
+                         w->psgd ? "parameters, gradients, PSGD state and scratch, activations" : "parameters, gradients, optimizer state, activations",
+                         r))
+            return;
+        if (!w->psgd) {
+            TrainBench tb;
+            train_bench_ae(&tb, &dc, B, H, W, &oc, o->seed);
+            r->flops_per_value = tb.flops_per_sample;
+            r->setup_s = lola_time() - t_start;
+            printf("# %s: DCAE %.0f parameters, input %dx%dx%d, batch %d, setup %.2f s\n", w->name, P, pix, H, W, B, r->setup_s);
+            fflush(stdout);
+            measure(o, w, train_unit, NULL, &tb, B, t_start, r);
+            r->loss = tb.last_loss;
+            return;
+        }
+        static PsgdBench pb; // static: the child's only one
+        memset(&pb, 0, sizeof pb);
+        train_bench_ae(&pb.tb, &dc, B, H, W, &oc, o->seed);
+        const PsgdConfig *pc = &pb.tb.opt.psgd->cfg;
+        r->psgd = 1;
+        r->psgd_min_prob = pc->min_prob;
+        r->psgd_k_steady = psgd_steady_step(pc);
+        r->psgd_state_gb = 4.0 * opt_floats / 1e9;
+        if (o->psgd_step == 0 && r->psgd_k_steady < 0) {
+            r->status = 3;
+            snprintf(r->note, sizeof r->note, "--psgd-step steady: p(k) = max(1/%g, %g^k) never reaches its floor", 1.0 / pc->min_prob,
+                     pc->prob_decay);
+            return;
+        }
+        r->psgd_k_start = o->psgd_step > 0 ? o->psgd_step : r->psgd_k_steady;
+        pb.tb.opt.t = r->psgd_k_start - 1; // optim_step counts this step as k = psgd_k_start
+        r->flops_per_value = pb.tb.flops_per_sample;
         r->setup_s = lola_time() - t_start;
-        printf("# %s: DCAE %.0f parameters, input %dx%dx%d, batch %d, setup %.2f s\n", w->name, P, pix, H, W, B, r->setup_s);
+        printf("# %s: DCAE %.0f parameters, input %dx%dx%d, batch %d, PSGD-Kron lr %g beta %g, p(k) = max(1/%g, %g^k) (floor from k = %lld), "
+               "dense axes <= %d, state + scratch %.3f GB, first step k = %lld, setup %.2f s\n",
+               w->name, P, pix, H, W, B, oc.lr, pc->beta, 1.0 / pc->min_prob, pc->prob_decay, (long long)r->psgd_k_steady, pc->max_size,
+               r->psgd_state_gb, (long long)r->psgd_k_start, r->setup_s);
         fflush(stdout);
-        measure(o, w, train_unit, &tb, B, t_start, r);
-        r->loss = tb.last_loss;
+        measure(o, w, psgd_unit, psgd_begin_timed, &pb, B, t_start, r);
+        r->loss = pb.tb.last_loss;
+        r->psgd_k0 = pb.k0, r->psgd_k1 = pb.k1;
+        r->psgd_steps = pb.steps, r->psgd_updates = pb.updates, r->psgd_skipped = pb.skipped;
+        r->psgd_p_mean = pb.steps ? pb.p_sum / pb.steps : NAN;
+        r->psgd_ms_update = pb.updates ? 1e3 * pb.s_update / pb.updates : NAN;
+        r->psgd_ms_plain = pb.steps > pb.updates ? 1e3 * pb.s_plain / (pb.steps - pb.updates) : NAN;
         return;
     }
     if (w->kind == W_EMU_TRAIN) {
@@ -959,7 +1130,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
                w->emu == EMU_DM ? "denoiser" : "solver", P, ec.vit.in_channels, ec.vit.shape[0], ec.vit.shape[1], ec.vit.shape[2],
                ec.label_features, B, r->setup_s);
         fflush(stdout);
-        measure(o, w, train_unit, &tb, B, t_start, r);
+        measure(o, w, train_unit, NULL, &tb, B, t_start, r);
         r->loss = tb.last_loss;
         return;
     }
@@ -1019,7 +1190,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
                w->name, e.dm ? "denoiser" : "solver", Pe, Pa, e.L_tot, calls, (int)evals, e.members, e.C, e.Lw, h, w_, pix, H, W,
                e.chunk, r->setup_s);
         fflush(stdout);
-        measure(o, w, eval_unit, &e, (double)e.members * e.L_tot, t_start, r);
+        measure(o, w, eval_unit, NULL, &e, (double)e.members * e.L_tot, t_start, r);
     } else {
         e.y = nn_alloc(nwin);
         e.x_hat = nn_alloc(nwin);
@@ -1036,7 +1207,7 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
         printf("# %s: %s %.0f parameters, one window of %dx%dx%dx%d (context %d), %d evaluation(s), %d member(s), setup %.2f s\n",
                w->name, e.dm ? "denoiser" : "solver", Pe, e.C, e.Lw, h, w_, c->eval.context, (int)evals, e.members, r->setup_s);
         fflush(stdout);
-        measure(o, w, window_unit, &e, 1.0, t_start, r);
+        measure(o, w, window_unit, NULL, &e, 1.0, t_start, r);
     }
 }
 
@@ -1212,15 +1383,73 @@ static int print_model_checks(const Configs *cs) {
 // The reference figures are comparable only at the paper size with the configs as they are (no --set).
 static int comparable(const Opts *o) { return !strcmp(o->size->name, "paper") && o->n_sets == 0; }
 
+// 1 when the workload has a PyTorch reference figure at all (the PSGD workloads have none).
+static int has_ref(const Workload *w) { return w->k_tf32 || w->k_bf16 || w->k_best || w->k_other || w->k_mem_a || w->k_mem_b; }
+
+// A row is comparable when the run is and the workload has a reference.
+static int row_comparable(const Opts *o, const Workload *w) { return comparable(o) && has_ref(w); }
+
 // The speed ratio to the best reference (NAN when not comparable, not measured or no reference).
 static double ratio_of(const Opts *o, const Workload *w, const Result *r, const Ref *f) {
     double best = ref_best(w, f);
-    if (r->status != 1 || !comparable(o) || !isfinite(best)) return NAN;
+    if (r->status != 1 || !row_comparable(o, w) || !isfinite(best)) return NAN;
     return w->higher_better ? r->value / best : best / r->value;
 }
 
 // The goal of DESIGN.md 9 when the run is comparable to it, else NAN.
-static double goal_of(const Opts *o, const Workload *w) { return w->goal > 0 && comparable(o) ? w->goal : NAN; }
+static double goal_of(const Opts *o, const Workload *w) { return w->goal > 0 && row_comparable(o, w) ? w->goal : NAN; }
+
+// The AdamW workload a PSGD workload pairs with (same dataset), or -1.
+static int adamw_twin(const Workload *w) {
+    for (int i = 0; i < N_WORKLOADS; i++)
+        if (WORKLOADS[i].kind == W_AE_TRAIN && !WORKLOADS[i].psgd && WORKLOADS[i].rb == w->rb) return i;
+    return -1;
+}
+
+// PSGD speed / the AdamW twin's speed when both ran in this invocation, else NAN.
+static double vs_adamw(const Workload *w, const int *sel, const Result *res, int i) {
+    int j = w->psgd ? adamw_twin(w) : -1;
+    if (j < 0 || !sel[j] || res[j].status != 1 || res[i].status != 1) return NAN;
+    return res[i].value / res[j].value;
+}
+
+// Expected speed at the schedule's floor p = 1/frequency from the timed steps with and without a
+// preconditioner update: B / ((1 - p) t_plain + p t_update); NAN unless both kinds were timed.
+static double psgd_steady_value(const Result *r) {
+    double p = r->psgd_min_prob, t = (1 - p) * r->psgd_ms_plain + p * r->psgd_ms_update;
+    return r->status == 1 && isfinite(t) && t > 0 ? r->batch * 1e3 / t : NAN;
+}
+
+// The lines printed under a PSGD row: the cost next to AdamW and the schedule over the timed steps.
+static void print_psgd_lines(const Opts *o, const Workload *w, const int *sel, const Result *res, int i) {
+    const Result *r = &res[i];
+    char b[4][32];
+    int j = adamw_twin(w);
+    double ratio = vs_adamw(w, sel, res, i);
+    if (r->status != 1) return;
+    if (isfinite(ratio))
+        printf("  -> %s: %.3g x the speed of %s (AdamW) in this run (%s vs %s %s)\n", w->name, ratio, WORKLOADS[j].name, fmt(b[0], 32, r->value),
+               fmt(b[1], 32, res[j].value), w->unit);
+    else
+        printf("  -> %s: no %s (AdamW) result in this run for the ratio (--workload %s,%s)\n", w->name, j >= 0 ? WORKLOADS[j].name : "AdamW",
+               j >= 0 ? WORKLOADS[j].name : "?", w->name);
+    char steady[96];
+    if (r->psgd_k_steady > 0) snprintf(steady, sizeof steady, "p = 1/%g from k = %lld", 1.0 / r->psgd_min_prob, (long long)r->psgd_k_steady);
+    else snprintf(steady, sizeof steady, "p never reaches 1/%g", 1.0 / r->psgd_min_prob);
+    printf("  -> timed optimizer steps k = %lld..%lld (--psgd-step %lld%s; %s): preconditioner updated on %d of %d (%.0f%%; schedule's mean "
+           "p(k) %.1f%%)%s\n",
+           (long long)r->psgd_k0, (long long)r->psgd_k1, (long long)r->psgd_k_start, o->psgd_step == 0 ? " = steady" : "", steady,
+           r->psgd_updates, r->psgd_steps, r->psgd_steps ? 100.0 * r->psgd_updates / r->psgd_steps : 0.0, 100 * r->psgd_p_mean,
+           r->psgd_skipped ? " (+ skipped non-finite steps)" : "");
+    double sv = psgd_steady_value(r);
+    char proj[96] = "";
+    if (isfinite(sv)) snprintf(proj, sizeof proj, "; expected at p = 1/%g: %s %s", 1.0 / r->psgd_min_prob, fmt(b[2], 32, sv), w->unit);
+    const char *hint = isfinite(sv) ? ""
+                       : r->psgd_updates == 0 ? " (no update among the timed steps: more --seconds / --rounds time some)"
+                                              : " (--psgd-step steady times the steps without updates)";
+    printf("  -> step %s ms with an update, %s ms without%s%s\n", fmt(b[0], 32, r->psgd_ms_update), fmt(b[1], 32, r->psgd_ms_plain), proj,
+           hint);
+}
 
 static void print_table(const Opts *o, const Anchor *a, const int *sel, const Result *res) {
     int paper = comparable(o);
@@ -1229,7 +1458,7 @@ static void print_table(const Opts *o, const Anchor *a, const int *sel, const Re
            : strcmp(o->size->name, "paper")
                ? " (the reference columns are the PyTorch H200 figures at the paper sizes: not comparable, no goal, no ratio)"
                : " (--set changed the paper configs: the reference columns are not comparable, no goal, no ratio)");
-    printf("%-10s %-16s %9s %8s %8s %8s %9s %7s %7s %8s %9s %8s %s\n", "workload", "unit", "ours", "ref-TF32", "ref-bf16", "ref-best",
+    printf("%-13s %-16s %9s %8s %8s %8s %9s %7s %7s %8s %9s %8s %s\n", "workload", "unit", "ours", "ref-TF32", "ref-bf16", "ref-best",
            "ref-other", "goal", "x-best", "MFU", "peak-GB", "ref-GB", "status");
     char b[12][32];
     for (int i = 0; i < N_WORKLOADS; i++) {
@@ -1250,11 +1479,12 @@ static void print_table(const Opts *o, const Anchor *a, const int *sel, const Re
         if (r->status == 1) snprintf(mfu, sizeof mfu, "%.3g%%", 100 * r->mfu);
         char ratio_s[32];
         if (isfinite(ratio)) snprintf(ratio_s, sizeof ratio_s, "%.3g", ratio);
-        else snprintf(ratio_s, sizeof ratio_s, "%s", paper ? "-" : "n/c");
-        printf("%-10s %-16s %9s %8s %8s %8s %9s %7s %7s %8s %9s %8s %s%s%s\n", w->name, w->unit,
+        else snprintf(ratio_s, sizeof ratio_s, "%s", paper || !has_ref(w) ? "-" : "n/c");
+        printf("%-13s %-16s %9s %8s %8s %8s %9s %7s %7s %8s %9s %8s %s%s%s\n", w->name, w->unit,
                r->status == 1 ? fmt(b[3], 32, r->value) : "-", fmt(b[4], 32, f.tf32), fmt(b[5], 32, f.bf16), fmt(b[6], 32, f.best),
                fmt(b[8], 32, f.other), goal, ratio_s, mfu, r->status == 1 || r->peak_gb > 0 ? fmt(b[7], 32, r->peak_gb) : "-", refgb,
                status_name(r->status), r->note[0] ? ": " : "", r->note);
+        if (w->psgd) print_psgd_lines(o, w, sel, res, i);
     }
     printf("x-best: our speed / the best reference speed of any column (>1 = faster than every PyTorch setting); MFU: model FLOP/s / %g "
            "TFLOP/s;\npeak-GB: backend peak (ours, GB = 1e9 B), ref-GB: the reference's peaks (settings below); goals: DESIGN.md 9 (AE Euler memory goal <= 10 GB)%s.\n",
@@ -1266,7 +1496,7 @@ static void print_table(const Opts *o, const Anchor *a, const int *sel, const Re
     for (int i = 0; i < N_WORKLOADS; i++) {
         const Workload *w = &WORKLOADS[i];
         if (!sel[i] || (!w->ref_note && !w->mem_what)) continue;
-        printf("  %-10s %s%s%s%s\n", w->name, w->ref_note ? w->ref_note : "", w->ref_note && w->mem_what ? "; " : "",
+        printf("  %-13s %s%s%s%s\n", w->name, w->ref_note ? w->ref_note : "", w->ref_note && w->mem_what ? "; " : "",
                w->mem_what ? "ref-GB = " : "", w->mem_what ? w->mem_what : "");
     }
 }
@@ -1282,7 +1512,6 @@ static void json_string(FILE *f, const char *s) {
 }
 
 static void print_results(const Opts *o, const Anchor *a, const int *sel, const Result *res, FILE *json) {
-    int paper = comparable(o);
     if (json) {
         fprintf(json, "{\n \"tool\": \"bench-lola\",\n \"size\": \"%s\",\n \"peak_tflops\": %g,\n \"sets\": [", o->size->name,
                 o->peak_tflops);
@@ -1299,7 +1528,11 @@ static void print_results(const Opts *o, const Anchor *a, const int *sel, const 
         const Result *r = &res[i];
         Ref f = ref_of(a, w);
         double ratio = ratio_of(o, w, r, &f), goal = goal_of(o, w);
-        int train = w->kind == W_AE_TRAIN || w->kind == W_EMU_TRAIN;
+        int train = w->kind == W_AE_TRAIN || w->kind == W_EMU_TRAIN, paper = row_comparable(o, w), ok = r->status == 1;
+        // PSGD rows: the timed steps k, their preconditioner updates, per-kind step times, the
+        // expected speed at the schedule's floor and the ratio to the AdamW twin (NAN: none).
+        double share = ok && r->psgd_steps ? (double)r->psgd_updates / r->psgd_steps : NAN, sv = psgd_steady_value(r);
+        double vs = vs_adamw(w, sel, res, i), pmean = ok ? r->psgd_p_mean : NAN;
         printf("RESULT workload=%s size=%s status=%s unit=%s value=%.6g rounds=", w->name, o->size->name, status_name(r->status), w->unit,
                r->status == 1 ? r->value : NAN);
         for (int k = 0; k < r->n_rounds; k++) printf("%s%.6g", k ? "," : "", r->rounds[k]);
@@ -1311,6 +1544,13 @@ static void print_results(const Opts *o, const Anchor *a, const int *sel, const 
 #ifndef LOLA_BACKEND_CUDA
         printf(" cpu_value=%.6g", r->status == 1 ? r->cpu_value : NAN);
 #endif
+        if (w->psgd)
+            printf(" psgd_step_start=%lld psgd_step_first=%lld psgd_step_last=%lld psgd_steps=%d psgd_updates=%d psgd_skipped=%d "
+                   "psgd_update_share=%.6g psgd_p_mean=%.6g psgd_ms_update=%.6g psgd_ms_plain=%.6g psgd_steady_step=%lld "
+                   "psgd_steady_value=%.6g psgd_state_gb=%.6g vs_adamw=%.6g",
+                   (long long)r->psgd_k_start, (long long)r->psgd_k0, (long long)r->psgd_k1, r->psgd_steps, r->psgd_updates, r->psgd_skipped,
+                   share, pmean, ok ? r->psgd_ms_update : NAN, ok ? r->psgd_ms_plain : NAN, (long long)r->psgd_k_steady, sv, r->psgd_state_gb,
+                   vs);
         printf(" ref_tf32=%.6g ref_bf16=%.6g ref_best=%.6g ref_other=%.6g ref_peak_gb=%.6g ref_peak2_gb=%.6g comparable=%d goal=%.6g "
                "ratio_best=%.6g backend=\"%s\"\n",
                f.tf32, f.bf16, f.best, f.other, f.mem_a, f.mem_b, paper, goal, ratio, r->backend);
@@ -1340,6 +1580,19 @@ static void print_results(const Opts *o, const Anchor *a, const int *sel, const 
             JNUM("ref_peak_gb", f.mem_a);
             JNUM("ref_peak2_gb", f.mem_b);
             if (train && r->status == 1) JNUM("loss", r->loss);
+            if (w->psgd) {
+                fprintf(json, ", \"psgd_step_start\": %lld, \"psgd_step_first\": %lld, \"psgd_step_last\": %lld, \"psgd_steps\": %d, "
+                              "\"psgd_updates\": %d, \"psgd_skipped\": %d, \"psgd_steady_step\": %lld",
+                        (long long)r->psgd_k_start, (long long)r->psgd_k0, (long long)r->psgd_k1, r->psgd_steps, r->psgd_updates,
+                        r->psgd_skipped, (long long)r->psgd_k_steady);
+                JNUM("psgd_update_share", share);
+                JNUM("psgd_p_mean", pmean);
+                JNUM("psgd_ms_update", ok ? r->psgd_ms_update : NAN);
+                JNUM("psgd_ms_plain", ok ? r->psgd_ms_plain : NAN);
+                JNUM("psgd_steady_value", sv);
+                JNUM("psgd_state_gb", r->psgd_state_gb);
+                JNUM("vs_adamw", vs);
+            }
             fprintf(json, ", \"ref_settings\": ");
             char rs[400];
             snprintf(rs, sizeof rs, "ref_tf32: eager TF32; ref_bf16: eager bf16 autocast; ref_best: torch.compile + bf16 autocast%s%s%s%s",
@@ -1389,6 +1642,15 @@ int main(int argc, char **argv) {
     load_config(&cs.rb_paper, cr, o.size, &o, 1);
     load_config(&cs.euler, ce, o.size, &o, 0);
     load_config(&cs.rb, cr, o.size, &o, 0);
+    for (int i = 0; i < N_WORKLOADS; i++) {
+        const Config *c = WORKLOADS[i].rb ? &cs.rb : &cs.euler;
+        if (sel[i] && WORKLOADS[i].psgd && c->ae_optim.optimizer != CFG_OPTIM_PSGD) {
+            fprintf(stderr, "error: bench-lola: workload %s measures the config's PSGD-Kron, but ae_optim.optimizer of %s is not psgd\n"
+                            "HINT: drop the --set that changes ae_optim.optimizer, or leave %s out of --workload\n",
+                    WORKLOADS[i].name, WORKLOADS[i].rb ? cr : ce, WORKLOADS[i].name);
+            exit(2);
+        }
+    }
 
     printf("bench-lola: size %s, configs %s + %s, reference %s\n", o.size->name, ce, cr, a ? a->path : "(none)");
     char warm[64];

@@ -3,9 +3,10 @@
 //
 //   TrainBench   one training step of the DCAE or of a latent emulator on synthetic tensors of
 //                the real shapes, exactly what src/train.c does per optimizer step without data
-//                loading: zero grads, forward, loss, backward, global-norm clip, AdamW
-//                (optim_step). Every tensor is backend memory (nn_alloc / nn_to_backend), so the
-//                same code measures the CPU or the GPU depending on the linked backend.
+//                loading: zero grads, forward, loss, backward, global-norm clip, the optimizer
+//                (optim_step: AdamW; the DCAE also PSGD-Kron). Every tensor is backend memory
+//                (nn_alloc / nn_to_backend), so the same code measures the CPU or the GPU
+//                depending on the linked backend.
 //   bench_median, bench_cpu_time   timing helpers.
 //
 // Losses: the AE uses VRMSE (eps 1e-2, lola-spec.md 2.5, LoLa's default); the DM the
@@ -54,7 +55,8 @@ static inline float *bench_randn(size_t n, uint64_t seed) {
     return d;
 }
 
-// DCAE training on (B, c->pix_channels, H, W) inputs; params initialised from seed.
+// DCAE training on (B, c->pix_channels, H, W) inputs; params initialised from seed; oc: AdamW or
+// PSGD-Kron (optim_init_table).
 static inline void train_bench_ae(TrainBench *b, const DcaeConfig *c, int B, int H, int W, const OptimConfig *oc,
                                   uint64_t seed) {
     memset(b, 0, sizeof *b);
@@ -68,7 +70,7 @@ static inline void train_bench_ae(TrainBench *b, const DcaeConfig *c, int B, int
     b->x = bench_randn(n, seed ^ 0x1111);
     b->dy = nn_alloc(n);
     b->flops_per_sample = 3.0 * (dcae_encoder_flops(c, H, W) + dcae_decoder_flops(c, H, W));
-    optim_init(&b->opt, oc, b->nparams);
+    optim_init_table(&b->opt, oc, &b->dcae.table); // AdamW, or PSGD-Kron (needs the shapes)
 }
 
 // Emulator (DM or NS, c->kind) training on windows of c->vit.shape with batch B; the context

@@ -29,7 +29,7 @@
 # Where the limits come from: each is about 3-5x the step's expected time on the H200 (test_gpu_ops
 # --big runs its 624 checks in ~23 s with the CPU backend on both sides on 2 busy cores; models.sh runs
 # 22 tiny program runs, ~0.4 s each on a CPU, plus CUDA start-up of ~1-3 s each; test_nccl's
-# timeout path alone stalls 2-8 s per run; bench-lola has 9 workloads), and each step also keeps
+# timeout path alone stalls 2-8 s per run; bench-lola has 11 workloads), and each step also keeps
 # back a reserve for the steps after it, so a slow early step cannot starve the later checks. At
 # the default budget the reserves are tests 120 s, models 60, nccl 60/45, ops-bench 45 (build 150);
 # under 360 s they shrink in proportion (reserve x RUN_BUDGET / 360; e.g. tests keep 50 s of 150,
@@ -329,7 +329,7 @@ if ! gpu_skip bench bench-lola; then
     lim=${BENCH_LIMIT:-150}
     [ "$(left)" -lt "$lim" ] && lim=$(left)
     nw=$("$BUNDLE/bench-lola" --list 2>/dev/null | grep -c .)
-    [ "${nw:-0}" -gt 0 ] || nw=9
+    [ "${nw:-0}" -gt 0 ] || nw=11
     per=$(((lim - 10) / nw))
     [ "$per" -lt 5 ] && per=5
     step bench "$lim" 0 "$OUT/bench-lola.log" "$BUNDLE/bench-lola" --size paper --seconds 2 --rounds 3 \
