@@ -63,10 +63,11 @@ int nn_cuda_gemm_impl(void);
 // (same precision), or a cuDNN bf16 convolution -> the fp32 convolution path (TF32 allowed).
 long nn_cuda_precision_fallback_calls(void);
 // bf16 weight cache. In bf16 mode the bf16 copy of a weight (linear w, conv w) is kept and reused
-// while it is known to be current: only weights inside a range passed to adamw_update (the
-// parameters) are cached, and every write into such a range through nn_to_backend, nn_copy,
-// nn_zero, nn_fill, nn_scale, nn_axpy, nn_add, nn_randn, nn_rows_axpby, nn_where or adamw_update
-// (and nn_free of it) invalidates every cached copy. Code that writes parameters any other way
+// while it is known to be current: only weights inside a range passed to adamw_update or
+// psgd_clip_update (the parameters) are cached, and every write into such a range through
+// nn_to_backend, nn_copy, nn_zero, nn_fill, nn_scale, nn_axpy, nn_add, nn_randn, nn_rows_axpby,
+// nn_where, adamw_update or any op of nn.h's PSGD section (and nn_free of it) invalidates every
+// cached copy. Code that writes parameters any other way
 // (NCCL broadcast, cudaMemcpy from outside the backend) must call nn_cuda_params_changed().
 void nn_cuda_params_changed(void);
 // Weight casts served from the cache (hits) and done (misses, cached or not).

@@ -6,11 +6,12 @@
 // scratch (LCU_SCR_BF16_*) every call. Weights are cast once and reused while they are current:
 //
 // Weight cache. A weight w (pointer, length) is cached only when it lies inside a *parameter
-// range*, i.e. a range some adamw_update call was given (the optimizer names the parameters;
-// scratch like the ViT's per-block theta^T, rewritten by transpose_bcn between uses, is never
-// cached). A global `version` counts parameter writes: adamw_update bumps it, and so does every
-// write into a parameter range by the generic writers (nn_to_backend, nn_copy, nn_zero, nn_fill,
-// nn_scale, nn_axpy, nn_add, nn_randn, nn_rows_axpby, nn_where: they call lcu_note_write) and
+// range*, i.e. a range some adamw_update or psgd_clip_update call was given (the optimizer names
+// the parameters; scratch like the ViT's per-block theta^T, rewritten by transpose_bcn between
+// uses, is never cached). A global `version` counts parameter writes: adamw_update and
+// psgd_clip_update bump it, and so does every write into a parameter range by the generic writers
+// (nn_to_backend, nn_copy, nn_zero, nn_fill, nn_scale, nn_axpy, nn_add, nn_randn, nn_rows_axpby,
+// nn_where and the PSGD ops of psgd.cu: they call lcu_note_write) and
 // nn_cuda_params_changed() for writers outside the backend (NCCL). A cached copy is used only if
 // the version is unchanged since it was cast; so after any parameter write every weight is cast
 // again on its next use. nn_free forgets the ranges and copies inside the freed block (its address
@@ -135,30 +136,45 @@ static int cache_enabled(void) {
     return enabled;
 }
 
+// The parameter ranges are kept sorted, disjoint and merged: a new range absorbs every range it
+// overlaps or touches. An optimizer that registers each parameter tensor separately (PSGD:
+// psgd_clip_update once per tensor, hundreds of adjacent tensors of one buffer) therefore leaves
+// one range per buffer, and the lookups below (every op's lcu_note_write) are binary searches.
+// Index of the first range that ends after lo (ranges.size() if none).
+static size_t first_ending_after(uintptr_t lo) {
+    size_t a = 0, b = ranges.size();
+    while (a < b) {
+        size_t m = (a + b) / 2;
+        if (ranges[m].hi > lo) b = m;
+        else a = m + 1;
+    }
+    return a;
+}
 static int overlaps_params(uintptr_t lo, uintptr_t hi) {
-    for (const Range &r : ranges)
-        if (lo < r.hi && r.lo < hi) return 1;
-    return 0;
+    size_t k = first_ending_after(lo);
+    return k < ranges.size() && ranges[k].lo < hi;
 }
 static int inside_params(uintptr_t lo, uintptr_t hi) {
-    for (const Range &r : ranges)
-        if (r.lo <= lo && hi <= r.hi) return 1;
-    return 0;
+    size_t k = first_ending_after(lo);
+    return k < ranges.size() && ranges[k].lo <= lo && hi <= ranges[k].hi;
 }
 
 void lcu_note_params(const float *p, size_t n) {
     version++;
     uintptr_t lo = (uintptr_t)p, hi = lo + n * sizeof(float);
     if (!n || inside_params(lo, hi)) return;
-    // A new range: drop the ranges it contains, keep the others (overlaps are harmless).
-    for (size_t i = 0; i < ranges.size();)
-        if (lo <= ranges[i].lo && ranges[i].hi <= hi) {
-            range_bytes -= ranges[i].hi - ranges[i].lo;
-            ranges.erase(ranges.begin() + (long)i);
-        } else {
-            i++;
-        }
-    ranges.push_back({lo, hi});
+    // Merge with every range that overlaps or touches [lo, hi): ranges [k, j).
+    size_t k = first_ending_after(lo);
+    if (k > 0 && ranges[k - 1].hi == lo) k--; // touches on the left
+    size_t j = k;
+    while (j < ranges.size() && ranges[j].lo <= hi) {
+        if (ranges[j].lo < lo) lo = ranges[j].lo;
+        if (ranges[j].hi > hi) hi = ranges[j].hi;
+        range_bytes -= ranges[j].hi - ranges[j].lo;
+        j++;
+    }
+    ranges.erase(ranges.begin() + (long)k, ranges.begin() + (long)j);
+    ranges.insert(ranges.begin() + (long)k, Range{lo, hi});
     range_bytes += hi - lo;
 }
 
@@ -171,13 +187,19 @@ void lcu_note_write(const void *p, size_t n_floats) {
 void lcu_note_free(const void *p, size_t bytes) {
     uintptr_t lo = (uintptr_t)p, hi = lo + bytes;
     version++;
-    for (size_t i = 0; i < ranges.size();)
-        if (lo < ranges[i].hi && ranges[i].lo < hi) {
-            range_bytes -= ranges[i].hi - ranges[i].lo;
-            ranges.erase(ranges.begin() + (long)i);
-        } else {
-            i++;
+    // Remove [lo, hi) from the ranges (a merged range may extend into a neighbouring allocation:
+    // that part stays registered).
+    std::vector<Range> keep;
+    for (const Range &r : ranges) {
+        if (r.hi <= lo || hi <= r.lo || lo == hi) {
+            keep.push_back(r);
+            continue;
         }
+        range_bytes -= r.hi - r.lo;
+        if (r.lo < lo) keep.push_back(Range{r.lo, lo}), range_bytes += lo - r.lo;
+        if (hi < r.hi) keep.push_back(Range{hi, r.hi}), range_bytes += r.hi - hi;
+    }
+    ranges.swap(keep);
     if (!cache) return;
     for (auto it = cache->begin(); it != cache->end();) {
         uintptr_t s = (uintptr_t)it->first;

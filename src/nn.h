@@ -222,16 +222,18 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float 
 
 // ---------------------------------------------------------------------------------------------
 // PSGD-Kron (src/psgd.c; lola-spec.md 6.3). fp32 storage and arithmetic; the only reduced
-// precision is nn_gemm's: TF32 tensor-core products when the CUDA backend runs in the tf32 or
-// bf16 mode, as torch.set_float32_matmul_precision("high") makes heavyball's einsums in LoLa
-// (lola-spec.md 6.1 "Precision": TF32 matmuls); never bf16 (the optimizer runs outside autocast);
-// plain fp32 in the fp32 mode and on the CPU. The triangular solve and the lower bound's
-// matrix-vector products are always fp32. Matrices are row-major. A tensor viewed around one axis is
-// (L, n, R): L = product of the dims before the axis, n = its size, R = product of the dims after.
+// precision is in the matrix products of nn_gemm and psgd_dense_update: TF32 tensor-core products
+// when the CUDA backend runs in the tf32 or bf16 mode, as torch.set_float32_matmul_precision("high")
+// makes heavyball's einsums and matmuls in LoLa (lola-spec.md 6.1 "Precision": TF32 matmuls); never
+// bf16 (the optimizer runs outside autocast); plain fp32 in the fp32 mode and on the CPU. The
+// triangular solve and the lower bound's matrix-vector products are always fp32. Matrices are
+// row-major. A tensor viewed around one axis is (L, n, R): L = product of the dims before the
+// axis, n = its size, R = product of the dims after.
 
 // C (M x N, ld ldc) = alpha op(A) op(B) + beta C; op(X) = X^T when tX != 0; op(A) is M x K (A
 // stored (ta ? K x M : M x K) with ld lda), op(B) is K x N (stored (tb ? N x K : K x N), ld ldb).
-// K = 0 gives C = beta C. C must not overlap A or B.
+// K = 0 gives C = beta C. beta = 0: C is not read (NaN in C does not survive). C must not overlap
+// A or B.
 void nn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
              int ldb, float beta, float *C, int ldc);
 // In-place triangular solve with Q (n x n, upper triangular, non-unit diagonal; the strict lower
@@ -245,20 +247,23 @@ void nn_axis_permute(float *dst, const float *src, size_t L, int n, size_t R, in
 void nn_axis_scale(float *X, const float *d, size_t L, int n, size_t R, int divide);
 // g (n): g[i] = sum over l, r of X[l, i, r]^2 with float64 accumulation; X (L, n, R).
 void nn_axis_sum_squares(float *g, const float *X, size_t L, int n, size_t R);
-// max_i |x_i| (host float); NaN when any element is NaN; 0 for n = 0.
+// max_i |x_i| (host float); a NaN when any element is NaN; 0 for n = 0.
 float nn_max_abs(const float *x, size_t n);
 // PSGD momentum: m <- torch.lerp(m, g, w) = w < 0.5 ? m + w (g - m) : g - (g - m)(1 - w).
 void psgd_momentum(float *m, const float *g, size_t n, float w);
 // Preconditioner probes: a = u + eps * z1, b = z2, with z1[i] = rng_hash_normal(seed_a, i) and
-// z2[i] = rng_hash_normal(seed_b, i) (src/rng.h; bit-identical on every backend). a, b, u (n).
+// z2[i] = rng_hash_normal(seed_b, i) (src/rng.h: the same draws on every backend, up to the last
+// ulp of the device's double log/cos). a, b, u (n).
 void psgd_noise(float *a, float *b, const float *u, size_t n, float eps, uint64_t seed_a, uint64_t seed_b);
 // heavyball trust_region_clip_ then update_param_: x <- clamp(1.5 (0.1 sign(v) log1p|v| + 0.9 tanh v),
 // -2, 2) with v = x / 1.5 (x is overwritten with the clipped update); p <- p decay - lr x.
+// (tanhf/log1pf are each backend's libm: results may differ in the last ulps between backends.)
 void psgd_clip_update(float *p, float *x, size_t n, float decay, float lr);
 // (t1, t2) <- (plr (t1 - t2), t1 + t2), n elements.
 void psgd_precond_terms(float *t1, float *t2, size_t n, float plr);
-// Dense factor step: Q <- Q - triu(T1 / den) Q, Q and T1 n x n (Q upper triangular; T1 is
-// overwritten with triu(T1 / den)), work n x n scratch. Only the upper triangle of Q is written.
+// Dense factor step: Q <- Q - triu(T1 / den) Q, Q and T1 n x n (Q upper triangular with a zero
+// strict lower triangle: the product reads all of Q; T1 is overwritten with triu(T1 / den)), work
+// n x n scratch. Only the upper triangle of Q is written.
 void psgd_dense_update(float *Q, float *T1, float *work, int n, float den);
 // Diagonal factor step: q_i <- q_i - t1_i (q_i / den), n elements.
 void psgd_diag_update(float *q, const float *t1, size_t n, float den);
@@ -267,7 +272,7 @@ void psgd_square(float *out, const float *x, size_t n);
 // heavyball psgd_lb: spectral-norm lower bound of a symmetric n x n matrix A, given
 // max_abs = max |A_ij| > 0 (host). A is scaled in place by 1 / max_abs; work: 3 n floats.
 // Returns (host) ||A x'|| max_abs where x' = normalised (c^T A), c the column of A (scaled) with
-// the largest norm (the first one on ties).
+// the largest norm (the first one on ties; unspecified when a column norm is NaN).
 float psgd_norm_lower_bound(float *A, float *work, int n, float max_abs);
 
 #ifdef __cplusplus

@@ -9,6 +9,10 @@
 #      tests/gpu/flash_emu/flash_emu.cpp in exact mode (threads and barriers emulate a block, WMMA
 #      emulated with its alignment rules) against a double-precision reference; the rounded and
 #      sanitizer modes are left to `bash tests/gpu/flash_emu/run.sh` (about 1.5 min).
+#   3. The PSGD-Kron ops of the CUDA backend (cuda/psgd.cu, kernels and host code) run on the host
+#      by tests/gpu/psgd_emu/run.sh (launches rewritten to the emulator, cuBLAS by reference loops
+#      that also check each call's math mode) through the `psgd` section of test_gpu_ops.c against
+#      the CPU backend (about 1 min; ASAN=1 there for the sanitizer build).
 # Skips (with a line saying why) what this machine cannot build: no nvcc (no selfcheck binary), no
 # C++20 <barrier> in the host compiler.
 cd "$(dirname "$0")/.." || exit 2
@@ -54,5 +58,21 @@ int main() { std::barrier<> b(1); b.arrive_and_wait(); }' | "$CXX" -std=c++20 -p
     fi
 else
     echo "SKIP flash_emu: $CXX has no C++20 <barrier>"
+fi
+if [ -x "$S" ] && echo '#include <barrier>
+int main() { std::barrier<> b(1); b.arrive_and_wait(); }' | "$CXX" -std=c++20 -pthread -x c++ - -o "$T/probe" 2>/dev/null; then
+    bash tests/gpu/psgd_emu/run.sh "$B" >"$T/psgd_emu.log" 2>&1
+    prc=$?
+    grep -E '^(PASS|FAIL) ' "$T/psgd_emu.log" | sed 's/^PASS \([^p]\)/PASS psgd_emu: \1/; s/^FAIL \([^p]\)/FAIL psgd_emu: \1/'
+    sum=$(grep -E '^# [0-9]+ passed' "$T/psgd_emu.log" | tail -1)
+    if [ $prc -ne 0 ] || ! grep -qE '^# [0-9]+ passed, 0 failed' <<<"$sum"; then
+        echo "FAIL psgd_emu: exit $prc, '${sum:-no summary}'"
+        tail -5 "$T/psgd_emu.log" | sed 's/^/    /'
+        rc=1
+    else
+        echo "PASS psgd_emu: cuda/psgd.cu on the host emulation: $sum"
+    fi
+else
+    echo "SKIP psgd_emu: no selfcheck objects (nvcc) or no C++20 <barrier>"
 fi
 exit $rc

@@ -1499,6 +1499,639 @@ static void test_bf16_cache(void) {
     nn_cuda_set_precision(NN_PREC_FP32);
 }
 
+// ---------------------------------------------------------------------------------------------
+// PSGD-Kron ops (cuda/psgd.cu against src/cpu/psgd_ops.c). Data movement and the elementwise
+// steps must match bit for bit (the CUDA kernels use the non-contracting _rn intrinsics in the
+// CPU's operation order); GEMM, trsm and the float64 reductions within tolerances. The GEMM,
+// trsm, permute, dense-update and lower-bound checks also test the GPU result against an
+// independent host computation of nn.h's definition (double precision), so that in the
+// self-check they validate the CPU reference as well. Shapes: every row-major transpose flag
+// pair with padded leading dimensions, beta != 0 and K = 0; both trsm sides with sizes that are
+// multiples of nothing; the (L, n, R) views of a conv weight (64, 32, 3, 3) on each axis, of a
+// linear weight, L = 1, n = 1, R = 1, R around the kernels' thresholds, misaligned pointers.
+
+// Pair of n floats, every element v.
+static Pair pfill(size_t n, float v) {
+    Pair p = pnew(n);
+    for (size_t i = 0; i < n; i++) p.c[i] = v;
+    psync(p);
+    return p;
+}
+
+// got vs a double-precision reference: |got - ref| <= atol rms(ref) + rtol |ref|.
+static int cmp_ref(const char *what, const float *got, const double *ref, size_t n, double atol, double rtol) {
+    float *r = LOLA_NEW(float, n ? n : 1);
+    for (size_t i = 0; i < n; i++) r[i] = (float)ref[i];
+    int ok = cmp_arrays(what, got, r, n, atol, rtol);
+    free(r);
+    return ok;
+}
+
+// Bit-exact but for at most max_diff elements, each within max_ulps units in the last place of
+// the CPU value (device libm vs glibc: see the callers). Prints how many differ.
+static int cmp_nearly_exact(const char *what, Pair p, size_t max_diff, double max_ulps) {
+    const float *g = gpu_of(p.g, p.n);
+    size_t diff = 0, bad = 0, first = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < p.n; i++) {
+        if (!memcmp(&g[i], &p.c[i], sizeof(float))) continue;
+        diff++;
+        double ulp = isfinite(p.c[i]) ? fmax(fabs((double)nextafterf(p.c[i], INFINITY) - p.c[i]), 1e-45) : 0.0;
+        double u = ulp > 0 ? fabs((double)g[i] - p.c[i]) / ulp : INFINITY;
+        if (!(u <= max_ulps)) {
+            if (!bad) first = i;
+            bad++;
+        }
+        if (u > worst) worst = u;
+    }
+    if (bad) printf("  %s: element %zu: gpu %.9g cpu %.9g\n", what, first, g[first], p.c[first]);
+    CHECK(bad == 0 && diff <= max_diff, "%s  %zu of %zu elements differ from the CPU's bits (at most %zu allowed), "
+          "by up to %.1f ulp (%.0f allowed)", what, diff, p.n, max_diff, worst, max_ulps);
+    return bad == 0 && diff <= max_diff;
+}
+
+// --- nn_gemm ---
+
+// A, B, C stored as nn.h describes, with leading dimensions padded by `pad`; C starts as random
+// values (beta != 0) or NaN (beta = 0: BLAS does not read C), its padding as a sentinel that must
+// survive. Checked against the CPU and, when small, against a double-precision triple loop.
+static void gemm_case(int ta, int tb, int M, int N, int K, int pad, float alpha, float beta) {
+    int ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
+    int lda = (ca > 1 ? ca : 1) + pad, ldb = (cb > 1 ? cb : 1) + pad, ldc = (N > 1 ? N : 1) + pad;
+    size_t na = (size_t)ra * lda, nb = (size_t)rb * ldb, nc = (size_t)M * ldc;
+    Pair A = prand(na ? na : 1, -1, 1), B = prand(nb ? nb : 1, -1, 1), C = pnew(nc ? nc : 1);
+    for (size_t i = 0; i < C.n; i++) C.c[i] = (int)(i % (size_t)ldc) >= N ? 12345.0f : beta != 0.0f ? urand(-1, 1) : NAN;
+    psync(C);
+    double *ref = LOLA_NEW(double, (size_t)M * N + 1);
+    int small = (double)M * N * K <= 2e7;
+    if (small)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s = 0.0;
+                for (int k = 0; k < K; k++) {
+                    double a = ta ? A.c[(size_t)k * lda + i] : A.c[(size_t)i * lda + k];
+                    double b = tb ? B.c[(size_t)j * ldb + k] : B.c[(size_t)k * ldb + j];
+                    s += a * b;
+                }
+                ref[(size_t)i * N + j] = alpha * s + (beta != 0.0f ? (double)beta * C.c[(size_t)i * ldc + j] : 0.0);
+            }
+    cpu_nn_gemm(ta, tb, M, N, K, alpha, A.c, lda, B.c, ldb, beta, C.c, ldc);
+    nn_gemm(ta, tb, M, N, K, alpha, A.g, lda, B.g, ldb, beta, C.g, ldc);
+    char name[200];
+    snprintf(name, sizeof name, "nn_gemm ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s", ta, tb, M,
+             N, K, lda, ldb, ldc, alpha, beta, beta == 0.0f ? " (C was NaN)" : "");
+    const float *g = gpu_of(C.g, C.n);
+    float *blk = LOLA_NEW(float, (size_t)M * N + 1), *cblk = LOLA_NEW(float, (size_t)M * N + 1);
+    size_t pad_bad = 0;
+    for (int i = 0; i < M; i++) {
+        memcpy(blk + (size_t)i * N, g + (size_t)i * ldc, (size_t)N * sizeof(float));
+        memcpy(cblk + (size_t)i * N, C.c + (size_t)i * ldc, (size_t)N * sizeof(float));
+        for (int j = N; j < ldc; j++) pad_bad += g[(size_t)i * ldc + j] != 12345.0f;
+    }
+    cmp_arrays(name, blk, cblk, (size_t)M * N, TA, TR);
+    if (ldc > N) CHECK(pad_bad == 0, "%s: the padding of C is not written (%zu changed)", name, pad_bad);
+    if (small) {
+        snprintf(name, sizeof name, "nn_gemm ta=%d tb=%d M=%d N=%d K=%d beta=%g vs float64 definition", ta, tb, M, N, K,
+                 beta);
+        cmp_ref(name, blk, ref, (size_t)M * N, TA, TR);
+    }
+    free(blk), free(cblk);
+    free(ref);
+    pfree(A), pfree(B), pfree(C);
+}
+
+static void test_psgd_gemm(int big) {
+    covered("nn_gemm");
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_case(ta, tb, 37, 29, 53, 3, 0.75f, 0.5f); // padded leading dimensions, beta != 0
+            gemm_case(ta, tb, 37, 29, 53, 0, 1.0f, 0.0f);  // minimal leading dimensions, C NaN
+            gemm_case(ta, tb, 13, 7, 0, 2, 1.0f, -0.5f);   // K = 0: C = beta C
+            gemm_case(ta, tb, 1, 1, 1000, 1, 1.0f, 1.0f);  // a dot product accumulated into C
+            gemm_case(ta, tb, 1, 300, 17, 5, 2.0f, 0.0f);  // one row
+            gemm_case(ta, tb, 300, 1, 17, 0, 1.0f, 0.25f); // one column
+        }
+    gemm_case(0, 0, 13, 7, 0, 0, 1.0f, 0.0f); // K = 0, beta = 0: zeros over the NaN
+    // PSGD shapes: conv weight (64, 32, 3, 3) on axis 0 is (1, 64, 288): Gram X X^T, mode product
+    // Q X; a linear weight (512, 256) on axis 1 (R = 1): X^T X and X Q^T.
+    gemm_case(0, 1, 64, 64, 288, 0, 1.0f, 0.0f);
+    gemm_case(1, 0, 64, 64, 288, 0, 1.0f, 0.0f);
+    gemm_case(0, 0, 64, 288, 64, 0, 1.0f, 0.0f);
+    gemm_case(1, 0, 256, 256, 512, 0, 1.0f, 0.0f);
+    gemm_case(0, 1, 512, 256, 256, 0, 1.0f, 0.0f);
+    gemm_case(0, 0, 512, 512, 512, 0, 1.0f, 0.0f); // the dense factor update at n = 512
+    if (big) gemm_case(0, 1, 1024, 1024, 4608, 0, 1.0f, 0.0f);
+}
+
+// --- nn_trsm_upper ---
+
+// Q: n x n upper triangle, diagonal in [1, 1.1], off-diagonal uniform within +-0.3/sqrt(n) (the
+// strict upper part then has a spectral norm of about 0.35, so ||Q^{-1}|| < 2: well conditioned);
+// strict lower triangle NaN (nn.h: not read; reading it would spread NaN into the result).
+static Pair tri_q(int n) {
+    Pair q = pnew((size_t)n * n);
+    float s = 0.3f / sqrtf((float)n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            q.c[(size_t)i * n + j] = j < i ? NAN : j == i ? 1.0f + 0.1f * urand(0, 1) : urand(-s, s);
+    psync(q);
+    return q;
+}
+
+static void trsm_case(int n, int m, int left) {
+    Pair Q = tri_q(n), X = prand((size_t)n * m, -1, 1);
+    float *x0 = LOLA_NEW(float, X.n);
+    memcpy(x0, X.c, X.n * sizeof(float));
+    cpu_nn_trsm_upper(X.c, Q.c, n, m, left);
+    nn_trsm_upper(X.g, Q.g, n, m, left);
+    char name[160];
+    const char *mode = nn_cuda_precision() == NN_PREC_FP32 ? "" : nn_cuda_precision() == NN_PREC_TF32 ? " [tf32]" : " [bf16]";
+    snprintf(name, sizeof name, "nn_trsm_upper %s n=%d m=%d (Q's strict lower triangle NaN)%s",
+             left ? "left  X := Q^-T X" : "right X := X Q^-1", n, m, mode);
+    cmp(name, X, 2e-5, 2e-4);
+    // residual of the GPU result: left Q^T Y = X0 (Y n x m), right Y Q = X0 (Y m x n), in double
+    const float *y = gpu_of(X.g, X.n);
+    double *res = LOLA_NEW(double, X.n);
+    if (left)
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < m; c++) {
+                double s = 0.0;
+                for (int k = 0; k <= i; k++) s += (double)Q.c[(size_t)k * n + i] * y[(size_t)k * m + c];
+                res[(size_t)i * m + c] = s;
+            }
+    else
+        for (int r = 0; r < m; r++)
+            for (int j = 0; j < n; j++) {
+                double s = 0.0;
+                for (int k = 0; k <= j; k++) s += (double)y[(size_t)r * n + k] * Q.c[(size_t)k * n + j];
+                res[(size_t)r * n + j] = s;
+            }
+    float *rf = LOLA_NEW(float, X.n);
+    for (size_t i = 0; i < X.n; i++) rf[i] = (float)res[i];
+    snprintf(name, sizeof name, "nn_trsm_upper %s n=%d m=%d: residual %s = X0%s", left ? "left" : "right", n, m,
+             left ? "Q^T Y" : "Y Q", mode);
+    cmp_arrays(name, rf, x0, X.n, 2e-5, 2e-4);
+    free(rf), free(res), free(x0);
+    pfree(Q), pfree(X);
+}
+
+static void test_psgd_trsm(int big) {
+    covered("nn_trsm_upper");
+    int cases[][2] = {{1, 1}, {1, 17}, {7, 1}, {37, 45}, {131, 333}, {64, 288}, {3, 6144}, {509, 100}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int left = 1; left >= 0; left--) trsm_case(cases[c][0], cases[c][1], left);
+    if (big) trsm_case(1024, 2048, 1);
+}
+
+// --- tensor-axis helpers ---
+
+typedef struct {
+    size_t L;
+    int n;
+    size_t R;
+    int off; // pointer offset in floats (1: misaligned, the scalar paths)
+} AxisShape;
+
+// The (L, n, R) views of the PSGD-realistic tensors, and shapes around the kernels' thresholds
+// (permute: tiled for R <= 64, row copies above, float4 when R % 4 == 0 and aligned; scale and
+// sum of squares: row kernels for R >= 32).
+static const AxisShape axis_shapes[] = {
+    {1, 64, 288, 0},   {64, 32, 9, 0},   {2048, 3, 3, 0}, {6144, 3, 1, 0}, // conv weight (64, 32, 3, 3), axes 0..3
+    {1, 512, 256, 0},  {512, 256, 1, 0},                                    // linear weight (512, 256), axes 0, 1
+    {20001, 7, 1, 0},  {5, 1, 7, 0},     {1, 9, 5, 0},    {1, 1, 1, 0},    // R = 1 with a long L; n = 1; L = 1
+    {50, 9, 64, 0},    {33, 5, 65, 0},   {17, 19, 33, 0}, {31, 7, 31, 0},  // around R = 32 and R = 64
+    {6, 5, 100, 1},    {3, 4, 10000, 0}, {3, 4, 10000, 1},                 // row copies: scalar, float4, misaligned
+    {100000, 3, 3, 0}, {40, 70, 2, 1},                                     // long L, tiled; misaligned tiles
+};
+#define N_AXIS_SHAPES ((int)(sizeof axis_shapes / sizeof axis_shapes[0]))
+
+static void test_psgd_axis(int big) {
+    (void)big;
+    covered("nn_axis_permute"), covered("nn_axis_scale"), covered("nn_axis_sum_squares");
+    char name[200];
+    for (int s = 0; s < N_AXIS_SHAPES; s++) {
+        AxisShape a = axis_shapes[s];
+        size_t tot = a.L * (size_t)a.n * a.R, o = (size_t)a.off;
+        Pair src = prand(tot + o + 3, -2, 2), dst = pfill(tot + o + 3, -777.0f), back = pfill(tot + o + 3, -555.0f);
+        cpu_nn_axis_permute(dst.c + o, src.c + o, a.L, a.n, a.R, 1);
+        nn_axis_permute(dst.g + o, src.g + o, a.L, a.n, a.R, 1);
+        snprintf(name, sizeof name, "nn_axis_permute to_front (L=%zu, n=%d, R=%zu)%s", a.L, a.n, a.R,
+                 a.off ? " misaligned" : "");
+        cmp_exact(name, dst); // the guard elements after the tensor included
+        const float *g = gpu_of(dst.g, dst.n);
+        size_t wrong = 0;
+        for (size_t l = 0; l < a.L; l++)
+            for (int i = 0; i < a.n; i++)
+                for (size_t r = 0; r < a.R; r++)
+                    wrong += memcmp(&g[o + ((size_t)i * a.L + l) * a.R + r], &src.c[o + (l * a.n + i) * a.R + r], 4) != 0;
+        snprintf(name, sizeof name, "nn_axis_permute to_front (L=%zu, n=%d, R=%zu): dst[i, l, r] = src[l, i, r]", a.L,
+                 a.n, a.R);
+        CHECK(wrong == 0, "%s (%zu wrong)", name, wrong);
+        cpu_nn_axis_permute(back.c + o, dst.c + o, a.L, a.n, a.R, 0);
+        nn_axis_permute(back.g + o, dst.g + o, a.L, a.n, a.R, 0);
+        snprintf(name, sizeof name, "nn_axis_permute back (L=%zu, n=%d, R=%zu)", a.L, a.n, a.R);
+        cmp_exact(name, back);
+        g = gpu_of(back.g, back.n);
+        CHECK(same_bits(g + o, src.c + o, tot), "nn_axis_permute (L=%zu, n=%d, R=%zu): the round trip gives the source",
+              a.L, a.n, a.R);
+        // scale: multiply, then divide (d with both signs, away from 0)
+        Pair d = pnew((size_t)a.n);
+        for (int i = 0; i < a.n; i++) d.c[i] = (i % 2 ? -1.0f : 1.0f) * urand(0.5f, 2.0f);
+        psync(d);
+        for (int divide = 0; divide < 2; divide++) {
+            cpu_nn_axis_scale(src.c + o, d.c, a.L, a.n, a.R, divide);
+            nn_axis_scale(src.g + o, d.g, a.L, a.n, a.R, divide);
+            snprintf(name, sizeof name, "nn_axis_scale %s (L=%zu, n=%d, R=%zu)%s", divide ? "/= d" : "*= d", a.L, a.n,
+                     a.R, a.off ? " misaligned" : "");
+            cmp_exact(name, src);
+        }
+        Pair gq = pfill((size_t)a.n, -1.0f);
+        cpu_nn_axis_sum_squares(gq.c, src.c + o, a.L, a.n, a.R);
+        nn_axis_sum_squares(gq.g, src.g + o, a.L, a.n, a.R);
+        snprintf(name, sizeof name, "nn_axis_sum_squares (L=%zu, n=%d, R=%zu) float64 sums", a.L, a.n, a.R);
+        cmp(name, gq, 0.0, 1e-6);
+        pfree(src), pfree(dst), pfree(back), pfree(d), pfree(gq);
+    }
+    // sum of squares with its float64 partials over chunks of L (both kernels), and L = 0
+    AxisShape more[] = {{300, 3000, 1, 0}, {4, 3, 100000, 0}, {1, 5000, 1, 0}, {700, 2, 40, 0}};
+    for (int s = 0; s < 4; s++) {
+        AxisShape a = more[s];
+        size_t tot = a.L * (size_t)a.n * a.R;
+        Pair x = prand(tot, -3, 3), gq = pfill((size_t)a.n, -1.0f);
+        cpu_nn_axis_sum_squares(gq.c, x.c, a.L, a.n, a.R);
+        nn_axis_sum_squares(gq.g, x.g, a.L, a.n, a.R);
+        snprintf(name, sizeof name, "nn_axis_sum_squares (L=%zu, n=%d, R=%zu) float64 sums", a.L, a.n, a.R);
+        cmp(name, gq, 0.0, 1e-6);
+        pfree(x), pfree(gq);
+    }
+    Pair gz = pfill(5, -1.0f), xz = pnew(1);
+    cpu_nn_axis_sum_squares(gz.c, xz.c, 0, 5, 3), nn_axis_sum_squares(gz.g, xz.g, 0, 5, 3);
+    cmp_exact("nn_axis_sum_squares with L = 0: zeros", gz);
+    pfree(gz), pfree(xz);
+}
+
+// --- nn_max_abs ---
+
+static void test_psgd_max_abs(void) {
+    covered("nn_max_abs");
+    size_t n = 100003;
+    Pair x = prand(n, -3, 3);
+    x.c[77777] = -7.5f;
+    psync(x);
+    float c = cpu_nn_max_abs(x.c, n), g = nn_max_abs(x.g, n);
+    CHECK(c == 7.5f && g == c, "nn_max_abs = |the most negative element| (gpu %.9g, cpu %.9g)", g, c);
+    g = nn_max_abs(x.g + 1, n - 1), c = cpu_nn_max_abs(x.c + 1, n - 1);
+    CHECK(g == c, "nn_max_abs misaligned start (gpu %.9g, cpu %.9g)", g, c);
+    g = nn_max_abs(x.g + 5, 1), c = cpu_nn_max_abs(x.c + 5, 1);
+    CHECK(g == c && g == fabsf(x.c[5]), "nn_max_abs n = 1 (gpu %.9g, cpu %.9g)", g, c);
+    CHECK(nn_max_abs(x.g, 0) == 0.0f && cpu_nn_max_abs(x.c, 0) == 0.0f, "nn_max_abs n = 0 is 0");
+    x.c[n - 1] = -INFINITY;
+    psync(x);
+    g = nn_max_abs(x.g, n), c = cpu_nn_max_abs(x.c, n);
+    CHECK(g == INFINITY && c == INFINITY, "nn_max_abs with -Inf (gpu %g, cpu %g)", g, c);
+    x.c[12] = NAN, x.c[n - 1] = 1.0f;
+    psync(x);
+    g = nn_max_abs(x.g, n), c = cpu_nn_max_abs(x.c, n);
+    CHECK(isnan(g) && isnan(c), "nn_max_abs propagates a NaN (gpu %g, cpu %g)", g, c);
+    x.c[12] = 0.0f, x.c[n - 2] = NAN; // in the last block, after the maximum
+    psync(x);
+    g = nn_max_abs(x.g, n);
+    CHECK(isnan(g), "nn_max_abs propagates a NaN near the end (gpu %g)", g);
+    Pair z = pnew(1000);
+    CHECK(nn_max_abs(z.g, 1000) == 0.0f, "nn_max_abs of zeros is 0");
+    pfree(x), pfree(z);
+}
+
+// --- elementwise steps ---
+
+static void test_psgd_elementwise(void) {
+    covered("psgd_momentum"), covered("psgd_noise"), covered("psgd_clip_update"), covered("psgd_precond_terms");
+    covered("psgd_diag_update"), covered("psgd_square");
+    size_t n = 100003;
+    char name[160];
+    float ws[] = {0.1f, 0.7f, 0.5f, 0.0f, 1.0f}; // both torch.lerp forms and the ends
+    for (int off = 0; off < 2; off++) {
+        size_t m = n - off;
+        // magnitudes 1 and 1e-3 mixed: g - m is then often inexact, so that the two forms of
+        // torch.lerp round differently (w = 0.5 shows which one ran)
+        Pair mo = prand(n, -1, 1), g = prand(n, -1, 1);
+        for (size_t i = 0; i < n; i++) mo.c[i] *= i % 3 == 0 ? 1e-3f : 1.0f, g.c[i] *= i % 5 == 0 ? 1e-3f : 1.0f;
+        psync(mo), psync(g);
+        for (int k = 0; k < 5; k++) {
+            cpu_psgd_momentum(mo.c + off, g.c + off, m, ws[k]);
+            psgd_momentum(mo.g + off, g.g + off, m, ws[k]);
+            snprintf(name, sizeof name, "psgd_momentum w=%.2f (offset %d)", ws[k], off);
+            cmp_exact(name, mo);
+        }
+        CHECK(same_bits(gpu_of(mo.g + off, m), g.c + off, m), "psgd_momentum with w = 1 gives g (offset %d)", off);
+        Pair t1 = prand(n, -1, 1), t2 = prand(n, 0, 2);
+        cpu_psgd_precond_terms(t1.c + off, t2.c + off, m, 0.1f);
+        psgd_precond_terms(t1.g + off, t2.g + off, m, 0.1f);
+        snprintf(name, sizeof name, "psgd_precond_terms t1 (offset %d)", off);
+        cmp_exact(name, t1);
+        snprintf(name, sizeof name, "psgd_precond_terms t2 (offset %d)", off);
+        cmp_exact(name, t2);
+        Pair q = prand(n, 0.5f, 2.0f);
+        cpu_psgd_diag_update(q.c + off, t1.c + off, m, 3.7f);
+        psgd_diag_update(q.g + off, t1.g + off, m, 3.7f);
+        snprintf(name, sizeof name, "psgd_diag_update (offset %d)", off);
+        cmp_exact(name, q);
+        Pair sq = pnew(n);
+        cpu_psgd_square(sq.c + off, q.c + off, m), psgd_square(sq.g + off, q.g + off, m);
+        snprintf(name, sizeof name, "psgd_square (offset %d)", off);
+        cmp_exact(name, sq);
+        cpu_psgd_square(q.c + off, q.c + off, m), psgd_square(q.g + off, q.g + off, m);
+        snprintf(name, sizeof name, "psgd_square in place (offset %d)", off);
+        cmp_exact(name, q);
+        // noise: rng_hash_normal's double log/cos on the device vs glibc can move a float result
+        // across a rounding boundary in rare elements (rng.h; as nn_randn's check): <= n/1e5 + 1
+        // elements, by at most 2 ulp of the result.
+        Pair u = prand(n, -1, 1), a = pnew(n), b = pnew(n);
+        uint64_t sa = 0x1234567ull + (uint64_t)off, sb = 0x89abcdefull;
+        cpu_psgd_noise(a.c + off, b.c + off, u.c + off, m, 1e-3f, sa, sb);
+        psgd_noise(a.g + off, b.g + off, u.g + off, m, 1e-3f, sa, sb);
+        snprintf(name, sizeof name, "psgd_noise a = u + eps z1 (offset %d)", off);
+        cmp_nearly_exact(name, a, n / 100000 + 1, 2.0);
+        snprintf(name, sizeof name, "psgd_noise b = z2 (offset %d)", off);
+        cmp_nearly_exact(name, b, n / 100000 + 1, 2.0);
+        Pair z = pnew(n);
+        cpu_nn_randn(z.c, n, sb);
+        CHECK(same_bits(b.c + off, z.c, m), "psgd_noise b is nn_randn's stream of seed_b (CPU)");
+        // clip + update: tanhf / log1pf of the device (CUDA: <= 2 ulp) vs glibc: a few ulps
+        Pair x = prand(n, -20, 20), p = prand(n, -1, 1);
+        x.c[off + 0] = 0.0f, x.c[off + 1] = -0.0f, x.c[off + 2] = 1e-30f, x.c[off + 3] = -1e30f, x.c[off + 4] = 3e38f;
+        x.c[off + 5] = 1e-3f, x.c[off + 6] = -2.9f, x.c[off + 7] = 2.5f, x.c[off + 8] = NAN;
+        psync(x);
+        cpu_psgd_clip_update(p.c + off, x.c + off, m, 1.0f - 1e-4f, 1e-3f);
+        psgd_clip_update(p.g + off, x.g + off, m, 1.0f - 1e-4f, 1e-3f);
+        snprintf(name, sizeof name, "psgd_clip_update clipped x (offset %d)", off);
+        cmp(name, x, 1e-7, 2e-6);
+        snprintf(name, sizeof name, "psgd_clip_update p (offset %d)", off);
+        cmp(name, p, 1e-7, 1e-6);
+        const float *gx = gpu_of(x.g, n);
+        size_t diff = 0, out = 0;
+        for (size_t i = 0; i < n; i++) {
+            diff += memcmp(&gx[i], &x.c[i], 4) != 0;
+            out += i >= (size_t)off && !(x.c[i] >= -2.0f && x.c[i] <= 2.0f) && !isnan(x.c[i]);
+        }
+        printf("  # psgd_clip_update: %zu of %zu clipped values differ from the CPU's bits (offset %d)\n", diff, n, off);
+        CHECK(out == 0 && isnan(x.c[off + 8]) && x.c[off + 3] == -2.0f && x.c[off + 4] == 2.0f && x.c[off] == 0.0f,
+              "psgd_clip_update: values in [-2, 2], +-huge -> +-2, 0 -> 0, NaN stays NaN (CPU)");
+        pfree(mo), pfree(g), pfree(t1), pfree(t2), pfree(q), pfree(sq), pfree(u), pfree(a), pfree(b), pfree(z);
+        pfree(x), pfree(p);
+    }
+}
+
+// --- psgd_clip_update registers parameters for the bf16 weight cache (precision.cu) ---
+
+// 300 adjacent "tensors" of 37 floats in one buffer, each updated by its own psgd_clip_update (as
+// PSGD does per parameter tensor); a linear weight spans 26 of them. The ranges merge, so the
+// weight is cached (a hit on its second use), and any further update invalidates the copy.
+static void test_psgd_bf16_cache(void) {
+    covered("psgd_clip_update"), covered("linear_forward");
+    int M = 48, K = 40, N = 24, nt = 300, tl = 37;
+    size_t np = (size_t)nt * tl, nw = (size_t)N * K, ow = (size_t)tl * 50 + 3;
+    use_precision(NN_PREC_BF16);
+    Pair par = prand(np, -0.1f, 0.1f), upd = prand(np, -1, 1), x = prand((size_t)M * K, -1, 1), y = pnew((size_t)M * N);
+    float *x2 = squares(x.c, (size_t)M * K), *sig = LOLA_NEW(float, (size_t)M * N);
+    long h0, m0, h1, m1;
+    char name[200];
+#define PSGD_CACHE_STEP(label, expect_hit)                                                                            \
+    do {                                                                                                              \
+        nn_cuda_bf16_cache_stats(&h0, &m0);                                                                           \
+        linear_forward(y.g, x.g, par.g + ow, NULL, M, K, N);                                                          \
+        nn_cuda_bf16_cache_stats(&h1, &m1);                                                                           \
+        cpu_linear_forward(y.c, x.c, par.c + ow, NULL, M, K, N);                                                      \
+        float *w2 = squares(par.c + ow, nw);                                                                          \
+        cpu_linear_forward(sig, x2, w2, NULL, M, K, N);                                                               \
+        to_sigma(sig, (size_t)M * N, prec_eta(NN_PREC_BF16), 2, NULL);                                                \
+        free(w2);                                                                                                     \
+        snprintf(name, sizeof name, "bf16 weight cache + psgd_clip_update: linear_forward %s", label);               \
+        cmp_model(name, y, sig, 0.0, TA, TR);                                                                         \
+        if (!selfcheck)                                                                                               \
+            CHECK(h1 - h0 == (expect_hit) && m1 - m0 == !(expect_hit), "bf16 weight cache + psgd_clip_update: %s: %s " \
+                  "(hits +%ld, casts +%ld)", label, (expect_hit) ? "served from the cache" : "cast again", h1 - h0,  \
+                  m1 - m0);                                                                                           \
+    } while (0)
+    for (int t = 0; t < nt; t++) {
+        size_t o = (size_t)t * tl;
+        cpu_psgd_clip_update(par.c + o, upd.c + o, (size_t)tl, 1.0f, 1e-2f);
+        psgd_clip_update(par.g + o, upd.g + o, (size_t)tl, 1.0f, 1e-2f);
+    }
+    PSGD_CACHE_STEP("after 300 per-tensor updates (first cast)", 0);
+    PSGD_CACHE_STEP("unchanged (one merged parameter range)", 1);
+    cpu_psgd_clip_update(par.c + (size_t)(nt - 1) * tl, upd.c, (size_t)tl, 1.0f, 1e-2f);
+    psgd_clip_update(par.g + (size_t)(nt - 1) * tl, upd.g, (size_t)tl, 1.0f, 1e-2f);
+    PSGD_CACHE_STEP("after an update of another tensor", 0);
+    cpu_psgd_clip_update(par.c + ow + 100, upd.c + 7, (size_t)tl, 0.5f, 1e-1f);
+    psgd_clip_update(par.g + ow + 100, upd.g + 7, (size_t)tl, 0.5f, 1e-1f);
+    PSGD_CACHE_STEP("after an update inside the weight", 0);
+    PSGD_CACHE_STEP("unchanged again", 1);
+#undef PSGD_CACHE_STEP
+    free(x2), free(sig);
+    pfree(par), pfree(upd), pfree(x), pfree(y);
+    nn_cuda_set_precision(NN_PREC_FP32);
+}
+
+// --- psgd_dense_update ---
+
+static void test_psgd_dense_update(void) {
+    covered("psgd_dense_update");
+    int ns[] = {1, 5, 64, 130, 512};
+    char name[160];
+    for (int c = 0; c < 5; c++) {
+        int n = ns[c];
+        size_t nn = (size_t)n * n;
+        Pair Q = tri_q(n), T1 = prand(nn, -1, 1), W = pnew(nn);
+        for (size_t k = 0; k < nn; k++)
+            if (isnan(Q.c[k])) Q.c[k] = 0.0f; // a real factor: zero strict lower triangle
+        psync(Q);
+        float den = 3.7f;
+        double *ref = LOLA_NEW(double, nn);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0.0;
+                for (int k = i; k <= j; k++) s += (double)(T1.c[(size_t)i * n + k] / den) * Q.c[(size_t)k * n + j];
+                ref[(size_t)i * n + j] = j < i ? 0.0 : Q.c[(size_t)i * n + j] - s;
+            }
+        cpu_psgd_dense_update(Q.c, T1.c, W.c, n, den);
+        psgd_dense_update(Q.g, T1.g, W.g, n, den);
+        snprintf(name, sizeof name, "psgd_dense_update n=%d: T1 = triu(T1 / den)", n);
+        cmp_exact(name, T1);
+        snprintf(name, sizeof name, "psgd_dense_update n=%d: Q", n);
+        cmp(name, Q, TA, TR);
+        const float *g = gpu_of(Q.g, nn);
+        size_t low = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < i; j++) low += g[(size_t)i * n + j] != 0.0f;
+        CHECK(low == 0, "psgd_dense_update n=%d: the strict lower triangle of Q stays 0 (%zu written)", n, low);
+        snprintf(name, sizeof name, "psgd_dense_update n=%d: Q vs Q - triu(T1/den) Q in float64", n);
+        cmp_ref(name, g, ref, nn, TA, TR);
+        free(ref);
+        pfree(Q), pfree(T1), pfree(W);
+    }
+}
+
+// --- psgd_norm_lower_bound ---
+
+// A symmetric positive semi-definite (G G^T / n, G n x n uniform): the shape of PSGD's T1 + T2.
+static void lower_bound_case(const char *label, Pair A, int n, double expect) {
+    float mx = cpu_nn_max_abs(A.c, A.n);
+    double fro = 0.0, maxcol = 0.0;
+    for (int j = 0; j < n; j++) {
+        double s = 0.0;
+        for (int i = 0; i < n; i++) s += (double)A.c[(size_t)i * n + j] * A.c[(size_t)i * n + j];
+        fro += s;
+        if (s > maxcol) maxcol = s;
+    }
+    fro = sqrt(fro), maxcol = sqrt(maxcol);
+    Pair w = pfill(3 * (size_t)n, -1.0f);
+    float c = cpu_psgd_norm_lower_bound(A.c, w.c, n, mx), g = psgd_norm_lower_bound(A.g, w.g, n, mx);
+    char name[200];
+    snprintf(name, sizeof name, "psgd_norm_lower_bound %s n=%d: A scaled by 1/max_abs in place", label, n);
+    cmp_exact(name, A);
+    CHECK_CLOSE(g, c, 0.0, 1e-5, "psgd_norm_lower_bound %s n=%d: %.9g (cpu %.9g)", label, n, g, c);
+    // For a symmetric A and c = A e_j: ||A^2 c|| / ||A c|| >= ||A c|| / ||c|| >= ||c|| (Cauchy-Schwarz
+    // twice), so max column norm <= result <= ||A||_2 <= ||A||_F.
+    CHECK(g >= maxcol * (1 - 1e-5) && g <= fro * (1 + 1e-5),
+          "psgd_norm_lower_bound %s n=%d: max column norm %.6g <= %.6g <= Frobenius norm %.6g", label, n, maxcol, g, fro);
+    if (expect > 0)
+        CHECK_CLOSE(g, expect, 0.0, 1e-5, "psgd_norm_lower_bound %s n=%d: %.9g = %.9g (the first maximal column)", label,
+                    n, g, expect);
+    pfree(w);
+}
+
+static void test_psgd_lower_bound(void) {
+    covered("psgd_norm_lower_bound");
+    int ns[] = {1, 3, 64, 257, 512};
+    for (int c = 0; c < 5; c++) {
+        int n = ns[c];
+        size_t nn = (size_t)n * n;
+        Pair G = prand(nn, -1, 1), A = pnew(nn);
+        cpu_nn_gemm(0, 1, n, n, n, 1.0f / n, G.c, n, G.c, n, 0.0f, A.c, n);
+        psync(A);
+        lower_bound_case("G G^T/n", A, n, 0.0);
+        pfree(G), pfree(A);
+    }
+    {   // not symmetric (PSGD only passes symmetric matrices, but nn.h's formula is defined for any
+        // A; this tells c^T A from A c and A y from A^T y): only compared with the CPU
+        int n = 96;
+        Pair A = prand((size_t)n * n, -1, 1), w = pnew(3 * (size_t)n);
+        float mx = cpu_nn_max_abs(A.c, A.n);
+        float c = cpu_psgd_norm_lower_bound(A.c, w.c, n, mx), g = psgd_norm_lower_bound(A.g, w.g, n, mx);
+        CHECK_CLOSE(g, c, 0.0, 1e-5, "psgd_norm_lower_bound not symmetric n=%d: %.9g (cpu %.9g)", n, g, c);
+        pfree(A), pfree(w);
+    }
+    // Ties: two 2 x 2 blocks with equal column norms (exact: integer entries), U = [[2, 2], [2, 2]]
+    // (spectral norm 4; starting from either of its columns the result is 4) and
+    // V = [[2, 2], [2, -2]] (starting from its first column: x = (2, 2), y = x^T V = (8, 0),
+    // A y / 8 = (2, 2): the result is 2 sqrt 2). The block at the smaller index must win: placed
+    // in both orders, in one warp of the CUDA argmax block (5 / 20), in different warps (5 / 1060)
+    // and in one thread (40 / 1064, 1024 apart).
+    int n = 1100, pos[6][2] = {{5, 20}, {20, 5}, {5, 1060}, {1060, 5}, {1064, 40}, {40, 1064}};
+    for (int t = 0; t < 6; t++) {
+        Pair A = pnew((size_t)n * n);
+        int u = pos[t][0], v = pos[t][1];
+        float U[4] = {2, 2, 2, 2}, V[4] = {2, 2, 2, -2};
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                A.c[(size_t)(u + i) * n + u + j] = U[i * 2 + j];
+                A.c[(size_t)(v + i) * n + v + j] = V[i * 2 + j];
+            }
+        A.c[(size_t)300 * n + 300] = 1.0f; // smaller columns elsewhere
+        A.c[(size_t)700 * n + 701] = A.c[(size_t)701 * n + 700] = -1.5f;
+        psync(A);
+        char label[64];
+        snprintf(label, sizeof label, "ties, U at %d, V at %d", u, v);
+        lower_bound_case(label, A, n, u < v ? 4.0 : 2.0 * sqrt(2.0));
+        pfree(A);
+    }
+}
+
+// --- precision modes (nn.h): nn_gemm and psgd_dense_update's product use TF32 products in the
+// tf32 and bf16 modes (never bf16); the triangular solve and the lower bound stay fp32 there ---
+
+// nn_gemm in mode `prec` against the TF32 rounding model (see "Reduced precision" above: 2 rounded
+// operands per product; truncation allowed for, rt = eta): in bf16 mode too, where bf16 products
+// (4x the error) would not fit. Then with inputs pre-rounded to TF32: fp32 order.
+static void gemm_prec_case(int ta, int tb, int M, int N, int K, int prec, int engaged) {
+    int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * N;
+    double eta = prec_eta(NN_PREC_TF32);
+    Pair A = prand(na, -1, 1), B = prand(nb, -1, 1), C = prand(nc, -1, 1);
+    float *a2 = squares(A.c, na), *b2 = squares(B.c, nb), *sig = LOLA_NEW(float, nc);
+    cpu_nn_gemm(ta, tb, M, N, K, 1.0f, a2, lda, b2, ldb, 0.0f, sig, N);
+    to_sigma(sig, nc, eta, 2, NULL);
+    char name[200];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) round_pair(A, NN_PREC_TF32), round_pair(B, NN_PREC_TF32);
+        cpu_nn_gemm(ta, tb, M, N, K, 1.0f, A.c, lda, B.c, ldb, 0.5f, C.c, N);
+        nn_gemm(ta, tb, M, N, K, 1.0f, A.g, lda, B.g, ldb, 0.5f, C.g, N);
+        snprintf(name, sizeof name, "nn_gemm [%s: TF32 products] ta=%d tb=%d M=%d N=%d K=%d beta=0.5 %s",
+                 nn_cuda_precision_name(prec), ta, tb, M, N, K, pass ? "exact (TF32-rounded inputs)" : "model");
+        double q = cmp_model(name, C, pass ? NULL : sig, pass ? 0.0 : eta, TA, TR);
+        if (!pass) check_engaged(name, q, NN_PREC_TF32, engaged, nc);
+        psync(C); // the same C for both backends in the next pass
+    }
+    free(a2), free(b2), free(sig);
+    pfree(A), pfree(B), pfree(C);
+}
+
+static void test_psgd_precision(void) {
+    covered("nn_gemm"), covered("nn_trsm_upper"), covered("psgd_dense_update"), covered("psgd_norm_lower_bound");
+    int precs[2] = {NN_PREC_TF32, NN_PREC_BF16};
+    for (int k = 0; k < 2; k++) {
+        if (!use_precision(precs[k]) && !selfcheck) continue;
+        gemm_prec_case(0, 1, 64, 64, 288, precs[k], 0);   // Gram of a conv weight's axis 0
+        gemm_prec_case(1, 0, 256, 256, 512, precs[k], 0); // X^T X (R = 1)
+        gemm_prec_case(0, 0, 512, 512, 512, precs[k], 1); // mode product / Q^T Q at n = 512
+        gemm_prec_case(1, 1, 37, 29, 53, precs[k], 0);
+        // fp32 tolerances: TF32 here would be ~100x outside them
+        trsm_case(131, 333, 1);
+        trsm_case(131, 333, 0);
+        int n = 257;
+        size_t nn = (size_t)n * n;
+        Pair Q = tri_q(n), T1 = prand(nn, -1, 1), W = pnew(nn), G = prand(nn, -1, 1), A = pnew(nn), w = pnew(3 * (size_t)n);
+        for (size_t i = 0; i < nn; i++)
+            if (isnan(Q.c[i])) Q.c[i] = 0.0f;
+        psync(Q);
+        // the update's product triu(T1 / den) Q runs in TF32 here (nn.h): the TF32 model on
+        // |triu(T1 / den)| |Q| (T1.c holds triu(T1 / den) after the CPU op; Q0 the Q before it)
+        float *q0 = LOLA_NEW(float, nn);
+        memcpy(q0, Q.c, nn * sizeof(float));
+        cpu_psgd_dense_update(Q.c, T1.c, W.c, n, 3.7f), psgd_dense_update(Q.g, T1.g, W.g, n, 3.7f);
+        float *t2 = squares(T1.c, nn), *q2 = squares(q0, nn), *sig = LOLA_NEW(float, nn);
+        cpu_nn_gemm(0, 0, n, n, n, 1.0f, t2, n, q2, n, 0.0f, sig, n);
+        to_sigma(sig, nn, prec_eta(NN_PREC_TF32), 2, NULL);
+        char name[160];
+        snprintf(name, sizeof name, "psgd_dense_update n=%d [%s]: TF32 product (model)", n,
+                 nn_cuda_precision_name(precs[k]));
+        double q = cmp_model(name, Q, sig, prec_eta(NN_PREC_TF32), TA, TR);
+        check_engaged(name, q, NN_PREC_TF32, 1, nn);
+        free(q0), free(t2), free(q2), free(sig);
+        cpu_nn_gemm(0, 1, n, n, n, 1.0f / n, G.c, n, G.c, n, 0.0f, A.c, n);
+        psync(A);
+        float mx = cpu_nn_max_abs(A.c, nn);
+        float c = cpu_psgd_norm_lower_bound(A.c, w.c, n, mx), g = psgd_norm_lower_bound(A.g, w.g, n, mx);
+        CHECK_CLOSE(g, c, 0.0, 1e-5, "psgd_norm_lower_bound n=%d [%s]: fp32 products: %.9g (cpu %.9g)", n,
+                    nn_cuda_precision_name(precs[k]), g, c);
+        pfree(Q), pfree(T1), pfree(W), pfree(G), pfree(A), pfree(w);
+    }
+    nn_cuda_set_precision(NN_PREC_FP32);
+}
+
+static void test_psgd(int big) {
+    test_psgd_gemm(big);
+    test_psgd_trsm(big);
+    test_psgd_axis(big);
+    test_psgd_max_abs();
+    test_psgd_elementwise();
+    test_psgd_dense_update();
+    test_psgd_lower_bound();
+    test_psgd_precision();
+    test_psgd_bf16_cache();
+}
+
 static void test_coverage(void) {
     int missing = 0;
     for (int i = 0; i < N_NAMES; i++)
@@ -1685,6 +2318,91 @@ static void bench_memory_bound(void) {
     }
 }
 
+// PSGD-Kron ops at the AE's shapes (conv weights up to (512, 512, 3, 3), dense factors up to the
+// default precondition_size 4096, the 237 M parameters for the elementwise steps).
+static void bench_psgd(int quick) {
+    double t;
+    {
+        int g[][5] = {{0, 1, 512, 512, 4608}, {0, 0, 512, 4608, 512}, {0, 0, 4096, 4096, 4096}};
+        for (int k = 0; k < (quick ? 2 : 3); k++) {
+            int ta = g[k][0], tb = g[k][1], M = g[k][2], N = g[k][3], K = g[k][4];
+            float *A = dev_rand((size_t)M * K, 21, 1.0f), *B = dev_rand((size_t)K * N, 22, 1.0f), *C = nn_alloc((size_t)M * N);
+            TIME_IT(5, t, nn_gemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N));
+            printf("BENCH psgd nn_gemm ta=%d tb=%d M=%d N=%d K=%d  %8.3f ms %7.2f TFLOP/s\n", ta, tb, M, N, K, t * 1e3,
+                   2.0 * M * N * K / t * 1e-12);
+            nn_free(A), nn_free(B), nn_free(C);
+        }
+        int s[][2] = {{512, 4608}, {4096, 4096}};
+        for (int k = 0; k < (quick ? 1 : 2); k++) {
+            int n = s[k][0], mm = s[k][1];
+            float *Q = nn_alloc((size_t)n * n), *X = dev_rand((size_t)n * mm, 23, 1.0f);
+            float *hq = LOLA_NEW(float, (size_t)n * n), sc = 0.3f / sqrtf((float)n); // as tri_q: well conditioned
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++) hq[(size_t)i * n + j] = j < i ? 0.0f : j == i ? 1.0f : urand(-sc, sc);
+            nn_to_backend(Q, hq, (size_t)n * n);
+            free(hq);
+            TIME_IT(5, t, nn_trsm_upper(X, Q, n, mm, 1));
+            printf("BENCH psgd nn_trsm_upper left n=%d m=%d  %8.3f ms %7.2f TFLOP/s\n", n, mm, t * 1e3,
+                   (double)n * n * mm / t * 1e-12);
+            TIME_IT(5, t, nn_trsm_upper(X, Q, n, mm / 8, 0));
+            printf("BENCH psgd nn_trsm_upper right n=%d m=%d  %8.3f ms %7.2f TFLOP/s\n", n, mm / 8, t * 1e3,
+                   (double)n * n * (mm / 8) / t * 1e-12);
+            nn_free(Q), nn_free(X);
+        }
+    }
+    {   // tensor-axis helpers: (L, n, R) views (bytes: read + write)
+        size_t v[][3] = {{512, 512, 9}, {1, 512, 4608}, {262144, 3, 3}, {64, 16, 16384}, {16384, 512, 1}};
+        for (int k = 0; k < 5; k++) {
+            size_t L = v[k][0], R = v[k][2], tot = L * v[k][1] * R;
+            int n = (int)v[k][1];
+            float *x = dev_rand(tot, 24, 1.0f), *y = nn_alloc(tot), *d = nn_alloc(n), *g = nn_alloc(n);
+            nn_fill(d, 1.0f, n);
+            TIME_IT(10, t, nn_axis_permute(y, x, L, n, R, 1));
+            printf("BENCH psgd nn_axis_permute to_front (L=%zu, n=%d, R=%zu)  %8.3f ms %7.1f GB/s\n", L, n, R, t * 1e3,
+                   8.0 * tot / t * 1e-9);
+            TIME_IT(10, t, nn_axis_permute(x, y, L, n, R, 0));
+            printf("BENCH psgd nn_axis_permute back (L=%zu, n=%d, R=%zu)  %8.3f ms %7.1f GB/s\n", L, n, R, t * 1e3,
+                   8.0 * tot / t * 1e-9);
+            TIME_IT(10, t, nn_axis_scale(x, d, L, n, R, 1));
+            printf("BENCH psgd nn_axis_scale (L=%zu, n=%d, R=%zu)  %8.3f ms %7.1f GB/s\n", L, n, R, t * 1e3,
+                   8.0 * tot / t * 1e-9);
+            TIME_IT(10, t, nn_axis_sum_squares(g, x, L, n, R));
+            printf("BENCH psgd nn_axis_sum_squares (L=%zu, n=%d, R=%zu)  %8.3f ms %7.1f GB/s\n", L, n, R, t * 1e3,
+                   4.0 * tot / t * 1e-9);
+            nn_free(x), nn_free(y), nn_free(d), nn_free(g);
+        }
+    }
+    if (!quick) {   // elementwise steps over the AE's 237 M parameters
+        size_t n = 237000000;
+        float *p = dev_rand(n, 25, 0.02f), *g = dev_rand(n, 26, 1e-3f), *m = nn_alloc(n), *a = nn_alloc(n);
+        float *b = nn_alloc(n);
+        TIME_IT(5, t, psgd_momentum(m, g, n, 0.1f));
+        printf("BENCH psgd psgd_momentum n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 12.0 * n / t * 1e-9);
+        TIME_IT(5, t, psgd_noise(a, b, m, n, 1e-6f, 1, 2));
+        printf("BENCH psgd psgd_noise n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 12.0 * n / t * 1e-9);
+        TIME_IT(5, t, psgd_clip_update(p, a, n, 1.0f, 1e-6f));
+        printf("BENCH psgd psgd_clip_update n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 16.0 * n / t * 1e-9);
+        TIME_IT(5, t, nn_max_abs(g, n));
+        printf("BENCH psgd nn_max_abs n=%zu  %8.3f ms %7.1f GB/s\n", n, t * 1e3, 4.0 * n / t * 1e-9);
+        nn_free(p), nn_free(g), nn_free(m), nn_free(a), nn_free(b);
+    }
+    {   // dense factor steps
+        int ns[] = {512, 4096};
+        for (int k = 0; k < (quick ? 1 : 2); k++) {
+            int n = ns[k];
+            size_t nn = (size_t)n * n;
+            float *A = dev_rand(nn, 27, 1.0f), *w = nn_alloc(3 * (size_t)n), *Q = dev_rand(nn, 28, 1e-3f);
+            float *T = dev_rand(nn, 29, 1.0f), *W = nn_alloc(nn);
+            TIME_IT(5, t, psgd_norm_lower_bound(A, w, n, 1.0f));
+            printf("BENCH psgd psgd_norm_lower_bound n=%d  %8.3f ms\n", n, t * 1e3);
+            TIME_IT(5, t, psgd_dense_update(Q, T, W, n, 1e3f));
+            printf("BENCH psgd psgd_dense_update n=%d  %8.3f ms %7.2f TFLOP/s (as a full GEMM)\n", n, t * 1e3,
+                   2.0 * n * nn / t * 1e-12);
+            nn_free(A), nn_free(w), nn_free(Q), nn_free(T), nn_free(W);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 // Test sections, in order; --only runs a subset (tests/gpu/run.sh reruns them one per process
@@ -1713,7 +2431,7 @@ static const Section sections[] = {
     {"attention", test_attention}, {"flash_attention", test_flash_attention},
     {"sine", sec_sine},            {"rows_where", sec_rows},
     {"losses", sec_losses},       {"adamw", sec_adamw},         {"determinism", sec_determinism},
-    {"bf16_cache", sec_bf16_cache},
+    {"bf16_cache", sec_bf16_cache}, {"psgd", test_psgd},
 };
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
@@ -1792,6 +2510,7 @@ int main(int argc, char **argv) {
         bench_attention(quick);
         bench_conv(quick);
         if (!quick) bench_memory_bound();
+        bench_psgd(quick);
         printf("# timings took %.1f s\n", lola_time() - t0);
     }
     return run_tests ? test_summary() : 0;
