@@ -311,12 +311,12 @@ void psgd_step(PsgdState *s, float *params, const float *grads, float lr, float 
     // heavyball: beta_debias in float64, stored as a float32 scalar; lerp weight 1 - beta in float32.
     const float bk = (float)(1.0 - (1.0 - s->cfg.beta) / (1.0 - pow(s->cfg.beta, (double)k)));
     const float w = 1.0f - bk, decay = 1.0f - wd * lr;
+    // 1. momentum, elementwise: one op over every tensor (the table's rows tile the buffer)
+    psgd_momentum(s->mom, grads, s->total, w);
     for (int ti = 0; ti < s->n; ti++) {
         PsgdTensor *t = &s->t[ti];
         const size_t N = t->numel;
         float *U = s->mom + t->offset, *X = s->s0;
-        // 1. momentum
-        psgd_momentum(U, grads + t->offset, N, w);
         // 3. precondition with the cache
         nn_copy(X, U, N);
         for (int a = 0; a < t->ndim; a++) {
