@@ -32,20 +32,26 @@ static void axis_view(const PsgdTensor *t, int a, size_t *L, int *n, size_t *R) 
     *L = l, *n = (int)t->shape[a], *R = r;
 }
 
-// X := X x_a M in place. w1, w2: scratch of numel floats.
-static void mode_mul(float *X, size_t L, int n, size_t R, const float *M, float *w1, float *w2) {
-    size_t N = L * (size_t)n * R;
+// w1 := X x_a M (X is only read); w2 is clobbered when the axis is in the middle (L, R > 1).
+// X, w1, w2: numel floats each, pairwise distinct. No copy: the caller moves to w1.
+static void mode_mul(float *w1, const float *X, size_t L, int n, size_t R, const float *M, float *w2) {
     if (L == 1) {
         nn_gemm(0, 0, n, (int)R, n, 1.0f, M, n, X, (int)R, 0.0f, w1, (int)R);
-        nn_copy(X, w1, N);
     } else if (R == 1) { // rows x (1 x n): x M^T
         nn_gemm(0, 1, (int)L, n, n, 1.0f, X, n, M, n, 0.0f, w1, n);
-        nn_copy(X, w1, N);
     } else {
         nn_axis_permute(w1, X, L, n, R, 1);
         nn_gemm(0, 0, n, (int)(L * R), n, 1.0f, M, n, w1, (int)(L * R), 0.0f, w2, (int)(L * R));
-        nn_axis_permute(X, w2, L, n, R, 0);
+        nn_axis_permute(w1, w2, L, n, R, 0);
     }
+}
+
+// The first of the three rotating scratch buffers (s0, s2, s3) that is neither a nor b.
+static float *spare(const PsgdState *s, const float *a, const float *b) {
+    float *pool[3] = {s->s0, s->s2, s->s3};
+    for (int i = 0; i < 3; i++)
+        if (pool[i] != a && pool[i] != b) return pool[i];
+    lola_die("internal error: psgd: no spare scratch buffer");
 }
 
 // G (n x n) = X_(a) X_(a)^T, the contraction of X with itself over every axis but a.
@@ -253,12 +259,15 @@ static void update_preconditioner(PsgdState *s, int ti, const float *U, int64_t 
     // a. G~ = U + eps N1, eps = sqrt(float32 eps) ||U||_F / numel (float32 arithmetic, as heavyball).
     float eps = sqrtf(FLT_EPSILON) * ((float)sqrt(nn_sum_squares(U, N)) / (float)N);
     psgd_noise(A, B, U, N, eps, psgd_noise_seed(c->noise_seed, k, ti, 0), psgd_noise_seed(c->noise_seed, k, ti, 1));
-    // b. A = G~ x_a Q_a; c. conjB = V x_a Q_a^{-T}, on every axis.
+    // b. A = G~ x_a Q_a; c. conjB = V x_a Q_a^{-T}, on every axis. A moves through the rotating
+    // scratch buffers (s0, s2, s3); B stays in s1.
     for (int a = 0; a < t->ndim; a++) {
         axis_view(t, a, &L, &n, &R);
         if (t->dense[a]) {
-            mode_mul(A, L, n, R, t->q[a], s->s2, s->s3);
-            tri_solve(B, L, n, R, t->q[a], s->s2);
+            float *w1 = spare(s, A, NULL);
+            mode_mul(w1, A, L, n, R, t->q[a], spare(s, A, w1));
+            A = w1;
+            tri_solve(B, L, n, R, t->q[a], spare(s, A, NULL));
         } else {
             nn_axis_scale(A, t->q[a], L, n, R, 0);
             nn_axis_scale(B, t->q[a], L, n, R, 1);
@@ -271,8 +280,8 @@ static void update_preconditioner(PsgdState *s, int ti, const float *U, int64_t 
         float *T1 = s->m0, *T2 = s->m1, *q = t->q[a];
         if (t->dense[a]) {
             size_t nn_ = (size_t)n * n;
-            gram(T1, A, L, n, R, s->s2);
-            gram(T2, B, L, n, R, s->s2);
+            gram(T1, A, L, n, R, spare(s, A, NULL));
+            gram(T2, B, L, n, R, spare(s, A, NULL));
             psgd_precond_terms(T1, T2, nn_, plr);
             float nrm = nn_max_abs(T2, nn_);
             float den = nrm > 0.0f ? psgd_norm_lower_bound(T2, s->lb_work, n, nrm) : nrm;
@@ -316,17 +325,21 @@ void psgd_step(PsgdState *s, float *params, const float *grads, float lr, float 
     for (int ti = 0; ti < s->n; ti++) {
         PsgdTensor *t = &s->t[ti];
         const size_t N = t->numel;
-        float *U = s->mom + t->offset, *X = s->s0;
-        // 3. precondition with the cache
-        nn_copy(X, U, N);
+        float *U = s->mom + t->offset, *X = U;
+        // 3. precondition with the cache: X moves from U (read only) through the rotating scratch
+        // buffers (s0, s2, s3); a diagonal axis scales in place, so U is copied first if needed.
         for (int a = 0; a < t->ndim; a++) {
             size_t L, R;
             int n;
             axis_view(t, a, &L, &n, &R);
-            if (t->dense[a])
-                mode_mul(X, L, n, R, t->p[a], s->s2, s->s3);
-            else
+            if (t->dense[a]) {
+                float *w1 = spare(s, X, NULL);
+                mode_mul(w1, X, L, n, R, t->p[a], spare(s, X, w1));
+                X = w1;
+            } else {
+                if (X == U) nn_copy(X = s->s0, U, N);
                 nn_axis_scale(X, t->p[a], L, n, R, 0);
+            }
         }
         // 5. update clipping, 6. parameter update
         psgd_clip_update(params + t->offset, X, N, decay, lr);
