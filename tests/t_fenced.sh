@@ -15,7 +15,8 @@
 #  2. a 2-rank MPI `pipeline` (all stages: MPI training, cache, eval) fenced == build/lola's;
 #  3. checkpoints move freely between backends: a build/lola train-ae checkpoint resumed by the
 #     fenced build, and a fenced train-dm checkpoint resumed by build/lola, end equal to the
-#     uninterrupted runs;
+#     uninterrupted runs; a PSGD train-ae stopped and resumed across the backends twice (its
+#     factors reach the checkpoint through a host mirror) equals build/lola's uninterrupted run;
 #  4. code paths the tiny defaults miss: an AE with attention, rmsnorm saturation, 3 losses,
 #     checkpointing, dropout, PSGD, cosine warmup, accumulation 2; train-dm with PSGD, dropout,
 #     checkpointing, accumulation 2; train-ns with dropout; eval with the ddpm/ddim/pc/eab samplers,
@@ -210,6 +211,22 @@ lola "$T/x2b.log" train-dm "${A[@]}" run.dir="$T/x2"
 check "3: fenced train-dm stopped at step 15 (rc $c1), build/lola resumes it and completes" \
     eval '[ "$c1" = 3 ] && [ $rc -eq 0 ] && grep -q "resumed from $T/x2/dm/state.h5 at step 15 " "$T/x2b.log"'
 same_h5 "3: dm resumed across backends == uninterrupted" "$T/cpu/dm/state.h5" "$T/x2/dm/state.h5"
+# PSGD: the factors and caches live in backend memory and reach the checkpoint through their host
+# mirror (save: to_host; resume: from_host): a fenced run stopped mid-way, resumed by build/lola,
+# stopped again and finished by the fenced build equals build/lola's uninterrupted run.
+P=("${A[@]}" ae_optim.optimizer=psgd 'ae_optim.betas=[0.9]' ae_optim.precondition_frequency=2 ae_train.epochs=2
+    ae_train.epoch_size=24 ae_train.valid.epoch_size=0)
+lola "$T/x3.log" train-ae "${P[@]}" run.dir="$T/x3"
+c0=$rc
+LOLA_STOP_AFTER_STEPS=2 fen "$T/x4a.log" train-ae "${P[@]}" run.dir="$T/x4"
+c1=$rc
+grep -q "fenced backend:" "$T/x4a.log" && c1=fence-report
+LOLA_STOP_AFTER_STEPS=2 lola "$T/x4b.log" train-ae "${P[@]}" run.dir="$T/x4"
+c2=$rc
+fen "$T/x4c.log" train-ae "${P[@]}" run.dir="$T/x4"
+check "3: psgd: uninterrupted build/lola (rc $c0); fenced stops at 2 (rc $c1), build/lola resumes and stops at 4 (rc $c2), fenced completes" \
+    eval '[ $c0 -eq 0 ] && [ "$c1" = 3 ] && [ $c2 -eq 3 ] && ok "$T/x4c.log" && grep -q "at step 2 " "$T/x4b.log" && grep -q "resumed from $T/x4/ae/state.h5 at step 4 " "$T/x4c.log"'
+same_h5 "3: psgd ae resumed across backends twice == uninterrupted (params, momentum, Q, P)" "$T/x3/ae/state.h5" "$T/x4/ae/state.h5"
 
 sec="${sec}3: $((SECONDS - T_START)) s; "
 
