@@ -1,5 +1,6 @@
-// memory.cu: CUDA backend context (device, stream, cuBLAS/cuDNN handles, switches), the error
-// checks, device memory (nn_alloc & co. with byte counters) and the grow-only scratch buffers.
+// memory.cu: CUDA backend context (device, stream, cuBLAS/cuDNN handles, switches including nn.h's
+// bf16 activation storage switch), the error checks, device memory (nn_alloc & co. with byte
+// counters) and the grow-only scratch buffers.
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -60,6 +61,7 @@ static struct {
     cublasHandle_t cublas;
     cudnnHandle_t cudnn; // NULL if unavailable
     int prec, gemm_impl, det, conv_impl, verbose, attn_impl;
+    int act_bf16; // nn_bf16_activations (LOLA_ACTIVATIONS; default from the precision at nn_init)
     char device_name[256];
     char name[512];
     char hw[384]; // device, runtime and library versions (nn_backend_name without the switches)
@@ -117,13 +119,27 @@ static int env_attention_impl(void) {
     return NN_ATTN_GEMM;
 }
 
+// LOLA_ACTIVATIONS=fp32|bf16 (case-insensitive; nn.h "bf16 activation storage"): 0 or 1; unset or
+// empty: dflt (1 in the bf16 precision mode, else 0). Read once, by the first nn_init, like the
+// other switches; nn_set_bf16_activations overrides it (a later nn_init is a no-op).
+static int env_activations(int dflt) {
+    const char *s = getenv("LOLA_ACTIVATIONS");
+    if (!s || !s[0]) return dflt;
+    if (!strcasecmp(s, "fp32")) return 0;
+    if (!strcasecmp(s, "bf16")) return 1;
+    lola_die("environment variable LOLA_ACTIVATIONS='%s': expected fp32 or bf16 (the storage of the activations "
+             "saved for backward; unset: bf16 with LOLA_PRECISION=bf16, else fp32)",
+             s);
+    return dflt;
+}
+
 // nn_backend_name(): the device (G.hw, fixed at init) plus the switches that change results or
 // speed; rebuilt by every setter so a run's log line names what it really used.
 static void update_name(void) {
-    snprintf(G.name, sizeof G.name, "cuda (%s; %s%s%s%s)", G.hw,
+    snprintf(G.name, sizeof G.name, "cuda (%s; %s%s%s%s%s)", G.hw,
              G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec], G.det ? ", deterministic" : "",
              G.attn_impl != NN_ATTN_GEMM ? ", attention " : "",
-             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "");
+             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "", G.act_bf16 ? ", bf16 activations" : "");
 }
 
 // Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
@@ -145,6 +161,7 @@ extern "C" void nn_init(int local_rank) {
     snprintf(G.device_name, sizeof G.device_name, "%s", prop.name);
     G.stream = 0; // the legacy default stream: ordered with cudaMemcpy and every library call
     G.prec = env_precision();
+    G.act_bf16 = env_activations(G.prec == NN_PREC_BF16); // the precision the environment asks for
     G.gemm_impl = env_gemm_impl();
     G.attn_impl = env_attention_impl();
     G.det = env_int("LOLA_DETERMINISTIC", 0) != 0;
@@ -214,6 +231,17 @@ extern "C" int nn_cuda_precision(void) {
 }
 extern "C" const char *nn_cuda_precision_name(int prec) {
     return prec >= NN_PREC_FP32 && prec <= NN_PREC_BF16 ? prec_names[prec] : "?";
+}
+// bf16 activation storage switch (nn.h). Fixed by nn_init from LOLA_ACTIVATIONS, or from the
+// environment's precision mode; a later nn_cuda_set_precision does not change it.
+extern "C" int nn_bf16_activations(void) {
+    lcu_ensure_init();
+    return G.act_bf16;
+}
+extern "C" void nn_set_bf16_activations(int on) {
+    lcu_ensure_init();
+    G.act_bf16 = on != 0;
+    update_name();
 }
 extern "C" void nn_cuda_set_gemm_impl(int impl) {
     lcu_ensure_init();

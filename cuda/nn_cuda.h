@@ -11,8 +11,16 @@
 //                               operands of each linear, attention GEMM and convolution are cast
 //                               to bf16 (round to nearest even), multiplied on tensor cores with
 //                               fp32 accumulation, and the result is returned as fp32. Storage
-//                               stays fp32 everywhere (parameters, activations, gradients); the
-//                               fp32 math that remains (fallbacks) may use TF32.
+//                               stays fp32 (parameters, gradients, the activations a forward
+//                               computes); only the activations saved for backward may be bf16,
+//                               see LOLA_ACTIVATIONS. The fp32 math that remains (fallbacks) may
+//                               use TF32.
+//   LOLA_ACTIVATIONS=fp32|bf16  storage of the activations models save for backward (nn.h "bf16
+//                         activation storage": nn_bf16_activations, setter nn_set_bf16_activations;
+//                         case-insensitive, any other value is an error). Unset: bf16 when
+//                         LOLA_PRECISION=bf16 (autocast keeps bf16 activations), else fp32. Fixed
+//                         by nn_init from the environment's precision: nn_cuda_set_precision does
+//                         not change it. The CPU backend reads it too (default fp32 there).
 //   LOLA_TF32=1           alias of LOLA_PRECISION=tf32 (LOLA_PRECISION wins when both are set;
 //                         LOLA_TF32=1 with LOLA_PRECISION=fp32 is an error)
 //   LOLA_GEMM=auto|cublas|lt  engine of linear_forward/backward (default auto: cuBLAS SGEMM in

@@ -4,7 +4,9 @@
 //                 bookkeeping that keeps it current (parameter ranges, a write version)
 //   lt.cu         cuBLASLt GEMMs with epilogues, one cached plan per shape
 //   linear.cu     the row-major cuBLAS GEMM helpers (fp32 SGEMM, bf16 GemmEx)
-// Storage is fp32 everywhere; bf16 values exist only in scratch and in the weight cache.
+// Storage is fp32 everywhere; the bf16 values of these paths exist only in scratch and in the
+// weight cache. (The activations models save for backward may be stored as bf16 in their own
+// buffers: nn.h "bf16 activation storage", cuda/bf16.cu.)
 #ifndef LOLA_PRECISION_CUH
 #define LOLA_PRECISION_CUH
 

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "common.h"
 #include "dcae.h"
+#include "nn.h"
 #include "denoiser.h"
 #include "params.h"
 #include "stages.h"
@@ -83,15 +84,35 @@ void info_models(const Config *cfg, FILE *out) {
     fprintf(out, "autoencoder parameters: %s\n", fmt_count(b, sizeof b, dcae_param_count(&dc)));
     fprintf(out, "  encoder %.1f GFLOP, decoder %.1f GFLOP per sample (forward)\n", dcae_encoder_flops(&dc, H, W) / 1e9,
             dcae_decoder_flops(&dc, H, W) / 1e9);
-    double per = ((double)dcae_arena_floats(&dc, 2, H, W) - (double)dcae_arena_floats(&dc, 1, H, W)) * 4.0;
-    fprintf(out, "  ~%.0f MiB activations per training sample (fp32, this backend)\n", per / 1048576.0);
+    // Activation memory per training sample under the four layouts (dcae.c "Activation plan"):
+    // storage fp32 / bf16 (nn_bf16_activations) x ae.checkpointing off / on.
+    const int bf16_now = nn_bf16_activations(), ckpt_now = dc.checkpointing;
+    double per[2][2];
+    for (int st = 0; st < 2; st++)
+        for (int ck = 0; ck < 2; ck++) {
+            DcaeConfig t = dc;
+            t.checkpointing = ck;
+            nn_set_bf16_activations(st);
+            per[st][ck] = ((double)dcae_arena_floats(&t, 2, H, W) - (double)dcae_arena_floats(&t, 1, H, W)) * 4.0 / 1048576.0;
+        }
+    nn_set_bf16_activations(bf16_now);
+    fprintf(out, "  ~%.0f MiB activations per training sample (%s storage%s; this backend)\n", per[bf16_now][ckpt_now],
+            bf16_now ? "bf16" : "fp32", ckpt_now ? ", checkpointing" : "");
+    fprintf(out, "    storage fp32 / bf16 (LOLA_ACTIVATIONS): %.0f / %.0f MiB; with ae.checkpointing=true: %.0f / %.0f MiB\n",
+            per[0][0], per[1][0], per[0][1], per[1][1]);
     int window[3] = {cfg->trajectory.length, h, w};
     for (int k = 0; k < 2; k++) {
         EmuKind kind = k == 0 ? EMU_DM : EMU_NS;
         EmuConfig ec;
         emu_config_from(cfg, kind, dc.lat_channels, 3, window, label, &ec);
         fprintf(out, "%s parameters: %s\n", kind == EMU_DM ? "denoiser" : "surrogate", fmt_count(b, sizeof b, emu_param_count(&ec)));
-        fprintf(out, "  %.1f GFLOP per forward per window, ~%.0f MiB activations per training sample (this backend)\n",
-                emu_forward_flops(&ec) / 1e9, emu_train_bytes_per_sample(&ec) / 1048576.0);
+        // Activations per training sample (fp32) in the configured layout, and in the other one
+        // (<section>.checkpointing, vit.c "Activation plan").
+        EmuConfig alt = ec;
+        alt.vit.checkpointing = !ec.vit.checkpointing;
+        fprintf(out, "  %.1f GFLOP per forward per window, ~%.0f MiB activations per training sample (fp32%s; this backend); "
+                "with %s.checkpointing=%s: %.0f MiB\n", emu_forward_flops(&ec) / 1e9, emu_train_bytes_per_sample(&ec) / 1048576.0,
+                ec.vit.checkpointing ? ", checkpointing" : "", kind == EMU_DM ? "denoiser" : "surrogate",
+                alt.vit.checkpointing ? "true" : "false", emu_train_bytes_per_sample(&alt) / 1048576.0);
     }
 }

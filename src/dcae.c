@@ -16,12 +16,27 @@
 //                      att (B,N,C), y1 (B,C,N) = ln + MHA(ln)      (matmul outputs)
 // Recomputed in dcae_backward with the same ops on the same inputs in the same order, so they are
 // bit-identical to the forward's: ln, mean, rstd = LN_c(x) (x = the block input, kept),
-// tok = ln^T, and d = Dropout(SiLU(h1)) with its mask (the mask is a pure function of the seed).
+// tok = ln^T, and d = Dropout(SiLU(h1)) (fused op, no mask: the keep decisions are a pure function
+// of the seed).
 // Scratch, shared by the forward temporaries and the backward: g0/g1 (stage-sized: forward
-// transients, then the ping-pong gradients of stage outputs), gA/gB (Cf wide: SiLU output / d in
-// the forward; FFN gradients and the recomputed ln in the backward), gy (ln in the forward, the
-// dropout mask, then the gradient of ln / y1), gP/gQ/gK (attention: tok, out-projection, gradients),
-// mean/rstd (B,HW) of the current block.
+// transients, then the ping-pong gradients of stage outputs), gB (Cf wide: d in the forward, d then
+// dh1 in the backward), gy (ln in the forward), gA (Cf wide: the FFN gradient dd and the
+// recomputed ln in the backward; gy then takes the gradient of ln / y1), gP/gQ/gK (attention: tok,
+// out-projection, gradients), mean/rstd (B,HW) of the current block.
+// Two switches shrink the training layout (both change where tensors live, never the ops run):
+//   bf16 storage (nn_bf16_activations(), read when the arena is planned): every kept tensor except
+//     x, the latent and the final output is stored packed as bf16 (outp, h1p). The forward still
+//     runs in fp32: stage outputs go to g0/g1 (fp32) and are packed after the stage; h1 goes to gH
+//     and is packed. The backward unpacks a stage's input into gX and h1 into gH, so it reads the
+//     rounded values (the attention tensors of level 5 stay fp32: they are small).
+//   With h1 in gH (either switch) there is no gA: the backward puts dd and ln in gy (now Cf wide)
+//     and the gradient of ln / y1 in gH, whose h1 is dead by then.
+//   checkpointing (ae.checkpointing, LoLa's memory-only option): the ResBlocks keep nothing but
+//     their outputs. h1 lives in gH and the attention tensors (qkv, att_save, att, y1) in buffers
+//     shared by all blocks; the backward first reruns the block's front (resblock_front: LN,
+//     attention, conv1) on the kept input. Same ops on the same input, so with fp32 storage the
+//     gradients are bit-identical to the default layout (tested); the price is one extra conv
+//     (and attention) forward per ResBlock.
 // Inference layout (dcae_encode / dcae_decode): x, the latent and the final output only; every
 // other stage output alternates between g0 and g1, and the ResBlock tensors live in the scratch
 // (h1 -> gA, qkv -> gK, att -> gA, y1 -> gB, one shared att_save).
@@ -50,14 +65,16 @@ struct DcaeStage {
     int w, b, w2, b2;   // table rows: conv / FFN conv1 (w, b), FFN conv2 (w2, b2)
     int qkv_w, qkv_b, proj_w, proj_b; // attention rows, -1 when absent
     // activations in the arena (set by plan_arena)
-    int saved; // out is a buffer of its own (else it is g0 or g1, overwritten later)
-    float *out, *qkv, *att_save, *att, *y1, *h1;
+    int saved; // the backward needs out: a buffer of its own, or packed in outp (bf16 storage)
+    float *out, *qkv, *att_save, *att, *y1, *h1; // fp32 working tensors (out: g0/g1 unless own)
+    uint16_t *outp, *h1p;                         // bf16 copies kept for the backward, or NULL
 };
 
 struct DcaeBufs {
     float *x;                                        // input copy
     float *mean, *rstd;                              // LN statistics of the current ResBlock
     float *g0, *g1, *gA, *gB, *gy, *gP, *gQ, *gK;    // scratch (activation plan)
+    float *gX, *gH;                                  // unpacked stage input / h1 working copy
     DcaeMode mode;                                   // of the stored forward
     uint64_t seed, first_sample;                     // of the stored forward (dropout masks)
 };
@@ -412,6 +429,9 @@ static float *take(Bump *a, size_t n) {
     return p;
 }
 
+// n bf16 values (bf16 storage), carved from the float arena with the same alignment.
+static uint16_t *take_bf16(Bump *a, size_t n) { return (uint16_t *)take(a, (n + 1) / 2); }
+
 static size_t mx(size_t a, size_t b) { return a > b ? a : b; }
 
 // 1 when the backward of a stage of this kind reads the stage's input.
@@ -422,6 +442,7 @@ static int reads_input(StageKind k) { return k == ST_CONV || k == ST_RESBLOCK ||
 static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, int n_enc, DcaeBufs *bf, int B,
                          int H, int W, int train, float *base) {
     Bump a = {base, 0};
+    const int packed = train && nn_bf16_activations(), ckpt = train && c->checkpointing;
     size_t b = (size_t)B;
     size_t in0 = b * c->pix_channels * (size_t)H * W;
     size_t smax = in0, cfmax = 0, cmax = 0, attn = 0, save = 0, pix = 0;
@@ -441,11 +462,21 @@ static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, i
     }
     float *x = take(&a, in0);
     float *g0 = take(&a, smax), *g1 = take(&a, smax);
-    float *gA = take(&a, cfmax), *gB = take(&a, cfmax);
-    float *gy = take(&a, train && c->dropout > 0.0f ? mx(cmax, cfmax) : cmax); // the mask overlays gy
+    const int gh = packed || ckpt; // h1 in gH (scratch): resblock_backward then needs no gA
+    float *gA = gh ? NULL : take(&a, cfmax), *gB = take(&a, cfmax);
+    float *gy = take(&a, gh ? mx(cmax, cfmax) : cmax);
     float *gP = take(&a, attn), *gQ = take(&a, attn), *gK = take(&a, 3 * attn);
     float *mean = take(&a, pix), *rstd = take(&a, pix);
     float *esave = train ? NULL : take(&a, save);
+    float *gX = packed ? take(&a, smax) : NULL;
+    float *gH = gh ? take(&a, cfmax) : NULL;
+    float *rqkv = NULL, *rsave = NULL, *ratt = NULL, *ry1 = NULL; // checkpointing: shared by all blocks
+    if (ckpt && attn) {
+        rqkv = take(&a, 3 * attn);
+        rsave = take(&a, save);
+        ratt = take(&a, attn);
+        ry1 = take(&a, attn);
+    }
     int pp = 0; // next transient buffer (g0 / g1)
     for (int i = 0; i < n_stages; i++) {
         DcaeStage tmp, *s = &stages[i];
@@ -454,18 +485,34 @@ static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, i
             s = &tmp;
         }
         size_t hw = (size_t)(H >> s->lout) * (size_t)(W >> s->lout);
-        s->saved = i == n_enc - 1 || i == n_stages - 1 || (train && i + 1 < n_stages && reads_input(stages[i + 1].kind));
-        if (s->saved) {
+        const int ends = i == n_enc - 1 || i == n_stages - 1; // latent and output: fp32, always kept
+        s->saved = ends || (train && i + 1 < n_stages && reads_input(stages[i + 1].kind));
+        s->outp = s->h1p = NULL;
+        if (s->saved && (ends || !packed)) {
             s->out = take(&a, b * s->cout * hw);
         } else {
             s->out = pp ? g1 : g0;
             pp ^= 1;
+            if (s->saved) s->outp = take_bf16(&a, b * s->cout * hw);
         }
         s->h1 = s->qkv = s->att_save = s->att = s->y1 = NULL;
         if (s->kind != ST_RESBLOCK) continue;
         size_t nc = b * s->cin * hw, nf = b * (size_t)s->cf * hw;
-        if (train) {
-            s->h1 = take(&a, nf);
+        if (ckpt) {
+            s->h1 = gH;
+            if (s->heads) {
+                s->qkv = rqkv;
+                s->att_save = rsave;
+                s->att = ratt;
+                s->y1 = ry1;
+            }
+        } else if (train) {
+            if (packed) {
+                s->h1 = gH;
+                s->h1p = take_bf16(&a, nf);
+            } else {
+                s->h1 = take(&a, nf);
+            }
             if (s->heads) {
                 s->qkv = take(&a, 3 * nc);
                 s->att_save = take(&a, attention_save_floats(B, (int)hw, s->heads));
@@ -494,6 +541,8 @@ static size_t plan_arena(const DcaeConfig *c, DcaeStage *stages, int n_stages, i
         bf->gP = gP;
         bf->gQ = gQ;
         bf->gK = gK;
+        bf->gX = gX;
+        bf->gH = gH;
     }
     return a.used;
 }
@@ -524,7 +573,8 @@ size_t dcae_eval_arena_floats(const DcaeConfig *c, int B, int H, int W) {
 static void reserve(Dcae *m, int B, int H, int W, int train) {
     if (B < 1) lola_die("dcae_reserve: batch %d, must be >= 1", B);
     check_hw(&m->cfg, H, W);
-    if (m->arena && m->B == B && m->H == H && m->W == W && m->arena_train == train) return;
+    const int bf16 = train && nn_bf16_activations();
+    if (m->arena && m->B == B && m->H == H && m->W == W && m->arena_train == train && m->arena_bf16 == bf16) return;
     if (!m->bufs) m->bufs = LOLA_NEW(DcaeBufs, 1);
     size_t need = plan_arena(&m->cfg, m->stages, m->n_stages, m->n_enc, NULL, B, H, W, train, NULL);
     if (!m->arena || need > m->arena_floats) { // grow only: a smaller need re-plans in place
@@ -537,6 +587,7 @@ static void reserve(Dcae *m, int B, int H, int W, int train) {
     m->H = H;
     m->W = W;
     m->arena_train = train;
+    m->arena_bf16 = bf16;
     m->have_forward = 0;
 }
 
@@ -558,28 +609,41 @@ void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out) {
 static float *P(const Dcae *m, int row) { return m->params + m->table.rows[row].offset; }
 static float *G(const Dcae *m, int row) { return m->grads + m->table.rows[row].offset; }
 
-// d = Dropout(SiLU(h1)) with the per-sample masks of dcae.h written to gy (tmp receives the SiLU
-// output), or d = SiLU(h1) without dropout. Run by the forward and again by the backward
-// (recomputation: same ops, same inputs, bit-identical). d, tmp, h1 and gy pairwise distinct.
-static void ffn_act(const Dcae *m, const DcaeStage *s, float *d, float *tmp, const float *h1, int B, int N,
-                    int dropout_on, uint64_t seed, uint64_t first_sample) {
-    const size_t n1 = (size_t)s->cf * N, nf = (size_t)B * n1;
+// d = Dropout(SiLU(h1)) with the per-sample keep decisions of dcae.h, or d = SiLU(h1) without
+// dropout. The fused op keeps no mask: the backward draws the same decisions again (nn.h; on the
+// CPU bit-identical to SiLU then dropout). d and h1 distinct, (B, cf, N).
+static uint64_t sample_seed(const DcaeStage *s, uint64_t seed, uint64_t first_sample, int b) {
+    // sample b draws from rng_hash(rng_hash(seed, block), first_sample + b), so a sample's mask does
+    // not depend on its index within the (rank-local) batch (train.h)
+    return rng_hash(rng_hash(seed, (uint64_t)s->block), first_sample + (uint64_t)b);
+}
+static void ffn_act(const Dcae *m, const DcaeStage *s, float *d, const float *h1, int B, int N, int dropout_on,
+                    uint64_t seed, uint64_t first_sample) {
+    const size_t n1 = (size_t)s->cf * N;
     if (!dropout_on) {
-        silu_forward(d, h1, nf);
+        silu_forward(d, h1, (size_t)B * n1);
         return;
     }
-    silu_forward(tmp, h1, nf);
-    // Per-sample masks: sample b draws from rng_hash(rng_hash(seed, block), first_sample + b), so a
-    // sample's mask does not depend on its index within the (rank-local) batch (train.h).
-    const uint64_t bseed = rng_hash(seed, (uint64_t)s->block);
     for (int b = 0; b < B; b++)
-        dropout_forward(d + b * n1, m->bufs->gy + b * n1, tmp + b * n1, n1, m->cfg.dropout,
-                        rng_hash(bseed, first_sample + (uint64_t)b));
+        silu_dropout_forward(d + b * n1, h1 + b * n1, n1, m->cfg.dropout, sample_seed(s, seed, first_sample, b));
+}
+// dh1 (=) from dd through ffn_act; all three distinct.
+static void ffn_act_backward(const Dcae *m, const DcaeStage *s, float *dh1, const float *dd, const float *h1, int B,
+                             int N, int dropout_on, uint64_t seed, uint64_t first_sample) {
+    const size_t n1 = (size_t)s->cf * N;
+    if (!dropout_on) {
+        silu_backward(dh1, dd, h1, (size_t)B * n1);
+        return;
+    }
+    for (int b = 0; b < B; b++)
+        silu_dropout_backward(dh1 + b * n1, dd + b * n1, h1 + b * n1, n1, m->cfg.dropout,
+                              sample_seed(s, seed, first_sample, b));
 }
 
-// out = x + FFN(LN(x) [+ MHA(LN(x))]); keeps the tensors of the activation plan (top of this file).
-static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h, int w, DcaeMode mode,
-                             uint64_t seed, uint64_t first_sample) {
+// The front of a ResBlock: h1 = conv1(LN(x) [+ MHA(LN(x))]) into s->h1, the attention tensors
+// into s->qkv, s->att_save, s->att, s->y1; ln in gy (with mean, rstd). Run by the forward and,
+// with checkpointing, again by the backward on the same input (bit-identical results).
+static void resblock_front(Dcae *m, DcaeStage *s, const float *x, int B, int h, int w) {
     DcaeBufs *bf = m->bufs;
     const int C = s->cin, cf = s->cf, N = h * w, k = s->k;
     const size_t nc = (size_t)B * C * N;
@@ -597,8 +661,17 @@ static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h
         y = s->y1;
     }
     conv2d_forward(s->h1, y, P(m, s->w), P(m, s->b), B, C, cf, h, w, k);
-    // ln is dead: the dropout mask may overwrite gy
-    ffn_act(m, s, bf->gB, bf->gA, s->h1, B, N, mode == DCAE_TRAIN && m->cfg.dropout > 0.0f, seed, first_sample);
+}
+
+// out = x + FFN(LN(x) [+ MHA(LN(x))]); keeps the tensors of the activation plan (top of this file).
+static void resblock_forward(Dcae *m, DcaeStage *s, const float *x, int B, int h, int w, DcaeMode mode,
+                             uint64_t seed, uint64_t first_sample) {
+    DcaeBufs *bf = m->bufs;
+    const int C = s->cin, cf = s->cf, N = h * w, k = s->k;
+    const size_t nc = (size_t)B * C * N;
+    resblock_front(m, s, x, B, h, w);
+    if (s->h1p) nn_pack_bf16(s->h1p, s->h1, (size_t)B * cf * N);
+    ffn_act(m, s, bf->gB, s->h1, B, N, mode == DCAE_TRAIN && m->cfg.dropout > 0.0f, seed, first_sample);
     conv2d_forward(s->out, bf->gB, P(m, s->w2), P(m, s->b2), B, cf, C, h, w, k);
     nn_add(s->out, s->out, x, nc);
 }
@@ -627,11 +700,29 @@ static void stage_forward(Dcae *m, int i, const float *in, DcaeMode mode, uint64
 
 static const float *stage_input(const Dcae *m, int i) { return i == 0 ? m->bufs->x : m->stages[i - 1].out; }
 
+static size_t stage_out_floats(const Dcae *m, const DcaeStage *s) {
+    return (size_t)m->B * s->cout * (size_t)(m->H >> s->lout) * (size_t)(m->W >> s->lout);
+}
+
+// Stage i's output as kept for the backward, in fp32: the stage's own buffer, or its bf16 copy
+// unpacked into dst (bf16 storage). Dies when the training layout did not keep it.
+static const float *kept_output(const Dcae *m, int i, float *dst) {
+    const DcaeStage *s = &m->stages[i];
+    if (!s->saved) lola_die("dcae: internal error, stage %d output is not kept", i);
+    if (!s->outp) return s->out;
+    nn_unpack_bf16(dst, s->outp, stage_out_floats(m, s));
+    return dst;
+}
+
 void dcae_forward(Dcae *m, const float *x, int B, int H, int W, DcaeMode mode, uint64_t seed,
                   uint64_t first_sample) {
     reserve(m, B, H, W, 1);
     nn_copy(m->bufs->x, x, (size_t)B * m->cfg.pix_channels * H * W);
-    for (int i = 0; i < m->n_stages; i++) stage_forward(m, i, stage_input(m, i), mode, seed, first_sample);
+    for (int i = 0; i < m->n_stages; i++) {
+        stage_forward(m, i, stage_input(m, i), mode, seed, first_sample);
+        const DcaeStage *s = &m->stages[i];
+        if (s->outp) nn_pack_bf16(s->outp, s->out, stage_out_floats(m, s));
+    }
     m->bufs->mode = mode;
     m->bufs->seed = seed;
     m->bufs->first_sample = first_sample;
@@ -683,35 +774,34 @@ static void resblock_backward(Dcae *m, DcaeStage *s, float *dx, const float *dou
     const int C = s->cin, cf = s->cf, N = h * w, k = s->k;
     const size_t nc = (size_t)B * C * N, nf = (size_t)B * cf * N;
     const int dropout_on = bf->mode == DCAE_TRAIN && m->cfg.dropout > 0.0f;
-    // d = Dropout(SiLU(h1)) -> gB (mask -> gy); conv2: d -> out (the residual's y branch)
-    ffn_act(m, s, bf->gB, bf->gA, s->h1, B, N, dropout_on, bf->seed, bf->first_sample);
-    conv2d_backward(bf->gA, G(m, s->w2), G(m, s->b2), dout, bf->gB, P(m, s->w2), B, cf, C, h, w, k);
-    // dropout, SiLU
-    float *dh1;
-    if (dropout_on) {
-        dropout_backward(bf->gB, bf->gA, bf->gy, nf);
-        silu_backward(bf->gA, bf->gB, s->h1, nf);
-        dh1 = bf->gA;
-    } else {
-        silu_backward(bf->gB, bf->gA, s->h1, nf);
-        dh1 = bf->gB;
-    }
-    float *ln = dh1 == bf->gA ? bf->gB : bf->gA; // the free one of gA / gB (nc <= nf)
+    if (m->cfg.checkpointing)
+        resblock_front(m, s, x, B, h, w); // h1 (and qkv, att_save, att, y1) again, from the kept input
+    else if (s->h1p)
+        nn_unpack_bf16(s->h1, s->h1p, nf);
+    // Buffers: d -> gB; dd -> T; dh1 -> gB (d is dead); ln again -> T (dd is dead); dln -> D. With h1
+    // in gH (bf16 storage, checkpointing) T = gy and D = gH (h1 is dead by then), so gA is not
+    // needed; with h1 kept in a buffer of its own, T = gA and D = gy.
+    const int h1_scratch = s->h1 == bf->gH;
+    float *T = h1_scratch ? bf->gy : bf->gA, *dln = h1_scratch ? bf->gH : bf->gy;
+    ffn_act(m, s, bf->gB, s->h1, B, N, dropout_on, bf->seed, bf->first_sample);
+    conv2d_backward(T, G(m, s->w2), G(m, s->b2), dout, bf->gB, P(m, s->w2), B, cf, C, h, w, k);
+    ffn_act_backward(m, s, bf->gB, T, s->h1, B, N, dropout_on, bf->seed, bf->first_sample);
+    float *ln = T;
     layernorm_channels_forward(ln, bf->mean, bf->rstd, x, B, C, N, m->cfg.norm_eps);
     // conv1: y -> h1 (y = ln, or y1 at attention levels)
-    conv2d_backward(bf->gy, G(m, s->w), G(m, s->b), dh1, s->heads ? s->y1 : ln, P(m, s->w), B, C, cf, h, w, k);
+    conv2d_backward(dln, G(m, s->w), G(m, s->b), bf->gB, s->heads ? s->y1 : ln, P(m, s->w), B, C, cf, h, w, k);
     if (s->heads) {
-        // y1 = ln + (proj(attn(qkv(ln^T))))^T: gy already holds the identity branch.
+        // y1 = ln + (proj(attn(qkv(ln^T))))^T: dln already holds the identity branch.
         const int M = B * N, dh = C / s->heads;
-        transpose_bcn(bf->gP, bf->gy, B, C, N); // d proj-out (B, N, C)
+        transpose_bcn(bf->gP, dln, B, C, N); // d proj-out (B, N, C)
         linear_backward(bf->gQ, G(m, s->proj_w), G(m, s->proj_b), bf->gP, s->att, P(m, s->proj_w), M, C, C);
         attention_backward(bf->gK, bf->gQ, s->qkv, s->att, s->att_save, B, N, s->heads, dh);
         transpose_bcn(bf->gP, ln, B, C, N); // tok = ln^T, recomputed
         linear_backward(bf->gQ, G(m, s->qkv_w), G(m, s->qkv_b), bf->gK, bf->gP, P(m, s->qkv_w), M, C, 3 * C);
         transpose_bcn(ln, bf->gQ, B, N, C); // d tok -> (B, C, N) (ln is dead)
-        nn_add(bf->gy, bf->gy, ln, nc);
+        nn_add(dln, dln, ln, nc);
     }
-    layernorm_channels_backward(dx, bf->gy, x, bf->mean, bf->rstd, B, C, N);
+    layernorm_channels_backward(dx, dln, x, bf->mean, bf->rstd, B, C, N);
     nn_add(dx, dx, dout, nc); // out = x + y
 }
 
@@ -719,7 +809,7 @@ static void resblock_backward(Dcae *m, DcaeStage *s, float *dx, const float *dou
 static void stage_backward(Dcae *m, int i, float *dx, const float *dout) {
     DcaeStage *s = &m->stages[i];
     const int B = m->B, h = m->H >> s->lin, w = m->W >> s->lin;
-    const float *in = stage_input(m, i);
+    const float *in = !reads_input(s->kind) ? NULL : i == 0 ? m->bufs->x : kept_output(m, i - 1, m->bufs->gX);
     switch (s->kind) {
     case ST_CONV:
         conv2d_backward(dx, G(m, s->w), G(m, s->b), dout, in, P(m, s->w), B, s->cin, s->cout, h, w, s->k);
@@ -788,15 +878,16 @@ float *dcae_stage_output(const Dcae *m, int i) {
     if (i < 0 || i >= m->n_stages) lola_die("dcae_stage_output: stage %d out of range (%d stages)", i, m->n_stages);
     if (!m->arena || !m->have_forward) lola_die("dcae_stage_output: no stored dcae_forward (run dcae_forward first)");
     const DcaeStage *s = &m->stages[i];
-    if (s->saved) return s->out;
+    if (s->saved) return (float *)kept_output(m, i, s->out); // bf16 storage: unpacked into its g0/g1
     // Not kept: the next stage is a pixel (un)shuffle whose (kept) output is a permutation of it.
     const DcaeStage *n = i + 1 < m->n_stages ? &m->stages[i + 1] : NULL;
     if (!n || !n->saved || (n->kind != ST_UNSHUFFLE && n->kind != ST_SHUFFLE))
         lola_die("dcae_stage_output: internal error, stage %d output is neither kept nor recoverable", i);
     const int h = m->H >> n->lin, w = m->W >> n->lin; // the (un)shuffle's input size
+    const float *nout = kept_output(m, i + 1, n->out); // n->out is the other one of g0/g1
     if (n->kind == ST_UNSHUFFLE)
-        pixel_shuffle(s->out, n->out, m->B, n->cin, h / 2, w / 2, 2);
+        pixel_shuffle(s->out, nout, m->B, n->cin, h / 2, w / 2, 2);
     else
-        pixel_unshuffle(s->out, n->out, m->B, n->cout, 2 * h, 2 * w, 2);
+        pixel_unshuffle(s->out, nout, m->B, n->cout, 2 * h, 2 * w, 2);
     return s->out;
 }

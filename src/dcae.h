@@ -46,6 +46,8 @@ typedef struct {
     int identity_init;                     // 1: down/up-sampling and latent convs start near identity
     float norm_eps;                        // channel LayerNorm eps, 1e-5
     float latent_noise;                    // std of the noise dcae_decode adds when noisy (0.01)
+    int checkpointing;                     // 1: training keeps only stage outputs; the backward
+                                           // recomputes each ResBlock's inside (memory only, 0)
 } DcaeConfig;
 
 // Presets of lola-spec.md §2.3 (2-D). paper_era = 1 adds attention at level 5 ({5: 8} large,
@@ -84,6 +86,7 @@ typedef struct {
     // activation arena for the current (B, H, W) and layout; 0 when none
     int B, H, W;
     int arena_train;     // 1: the training layout (dcae_forward), 0: the inference layout
+    int arena_bf16;      // nn_bf16_activations() when the arena was planned (training layout)
     float *arena;
     size_t arena_floats; // capacity of arena (grow-only, the larger of the layouts used)
     DcaeBufs *bufs;
@@ -101,14 +104,16 @@ void dcae_zero_grad(Dcae *m);
 
 // Activation arena floats for a training forward/backward at (B, H, W) (saved tensors + scratch),
 // without allocating. Linear in B up to 256-byte alignment padding per tensor.
-// Built from the config alone (no parameter allocation), so `lola info` can print it.
+// Built from the config alone (no parameter allocation), so `lola info` can print it. Depends on
+// c->checkpointing and on the backend's nn_bf16_activations() at the time of the call.
 size_t dcae_arena_floats(const DcaeConfig *c, int B, int H, int W);
 // The same for the inference layout of dcae_encode / dcae_decode at (B, H, W) (nothing is kept for
 // a backward: stage outputs alternate between two buffers, one set of ResBlock temporaries).
-size_t dcae_eval_arena_floats(const DcaeConfig *c, int B, int H, int W);// Lays out the arena for training at (B, H, W), allocating only when it needs more floats than the
+size_t dcae_eval_arena_floats(const DcaeConfig *c, int B, int H, int W);
+// Lays out the arena for training at (B, H, W), allocating only when it needs more floats than the
 // current arena holds (so alternating smaller batches do not reallocate). Any stored forward is
 // invalidated by a change of (B, H, W) or of the layout (dcae_encode / dcae_decode use the
-// inference layout). Dies when H or W is not a multiple of 2^(L-1).
+// inference layout; a change of nn_bf16_activations() re-plans the training layout). Dies when H or W is not a multiple of 2^(L-1).
 void dcae_reserve(Dcae *m, int B, int H, int W);
 // Prints parameters, gradients and activations (per sample and for B) in MiB.
 void dcae_print_memory(const DcaeConfig *c, int B, int H, int W, FILE *out);
@@ -146,7 +151,9 @@ typedef struct {
 DcaeStageInfo dcae_stage_info(const Dcae *m, int i);
 // Output of stage i after dcae_forward: (B, cout, H >> level_out, W >> level_out). The training
 // layout does not keep the outputs that no backward reads (the input of a pixel (un)shuffle);
-// those are rebuilt from the (un)shuffle's output into scratch, valid until the next call.
+// those are rebuilt from the (un)shuffle's output into scratch, valid until the next call. With
+// bf16 storage (nn_bf16_activations) every kept output except the latent and the final output is
+// the bf16-rounded value, unpacked into scratch (valid until the next call).
 float *dcae_stage_output(const Dcae *m, int i);
 
 #endif

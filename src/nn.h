@@ -47,6 +47,29 @@ size_t nn_bytes_in_use(void);
 size_t nn_bytes_peak(void);
 
 // ---------------------------------------------------------------------------------------------
+// bf16 activation storage
+//
+// Models may keep the activations they save for the backward pass as bf16 (half the memory;
+// the forward itself still runs in fp32 and reads fp32 copies). The bf16 format is the upper 16
+// bits of the IEEE fp32 pattern; element i of a packed buffer sits at byte offset 2i. A packed
+// buffer of n values is carved from nn_alloc memory (float *) and takes (n + 1) / 2 floats.
+
+// 1 when models store saved activations in bf16, 0 for fp32. Set by nn_init from
+// LOLA_ACTIVATIONS=fp32|bf16 (any other value is an error); unset: 0 on the CPU, and on CUDA 1 in
+// the bf16 precision mode (LOLA_PRECISION=bf16, autocast keeps bf16 activations) else 0.
+int nn_bf16_activations(void);
+// Overrides the switch (tests, tools). Models read it when they lay out their activation arena,
+// so change it only between training steps (a model re-plans its arena when it changes).
+void nn_set_bf16_activations(int on);
+// dst[i] = bf16(src[i]), round to nearest even; every NaN becomes the canonical 0x7FFF (as
+// cuda_bf16.hpp's software conversion does; both backends use the same integer formula, so they
+// agree bit for bit), +-inf stay inf, values past the largest bf16 round to inf.
+// src (n floats), dst (n bf16); they must not overlap.
+void nn_pack_bf16(uint16_t *dst, const float *src, size_t n);
+// dst[i] = the fp32 value of src[i] (exact). src (n bf16), dst (n floats); no overlap.
+void nn_unpack_bf16(float *dst, const uint16_t *src, size_t n);
+
+// ---------------------------------------------------------------------------------------------
 // Elementwise and BLAS-1
 
 void nn_fill(float *x, float value, size_t n);

@@ -102,6 +102,7 @@ void dcae_config_from(const Config *cfg, int pix_channels, DcaeConfig *out) {
     out->identity_init = a->identity_init;
     out->norm_eps = 1e-5f;
     out->latent_noise = (float)a->latent_noise;
+    out->checkpointing = a->checkpointing;
     dcae_config_check(out);
 }
 

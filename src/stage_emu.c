@@ -45,6 +45,7 @@ void emu_config_from(const Config *cfg, EmuKind kind, int channels, int n_axes, 
     c->qk_norm = v->qk_norm;
     c->rope = v->rope;
     c->dropout = (float)v->dropout;
+    c->checkpointing = v->checkpointing;
     const CfgVit *d = &cfg->denoiser;
     out->schedule.kind = d->schedule_name == CFG_SCHEDULE_LOG_LINEAR ? SCHED_LOG_LINEAR : SCHED_LOG_LOGIT;
     out->schedule.sigma_min = d->schedule_sigma_min;
@@ -212,6 +213,9 @@ static int train_emulator(const Config *cfg, EmuKind kind) {
     log_info("train-%s: %lld train / %lld valid windows of %d x %d x %lld latents (%d label features), %s %s parameters, %d rank(s)",
              name, (long long)ntrain, (long long)nvalid, t.C, t.L, (long long)t.S, t.D, kind == EMU_DM ? "denoiser" : "surrogate",
              fmt_count(b1, sizeof b1, t.model.table.total), R);
+    log_info("train-%s: activations %.1f MiB per rank at batch %d (%s)", name,
+             emu_arena_floats(&t.model, t.max_batch, 1) * 4.0 / 1048576.0, t.max_batch,
+             ec.vit.checkpointing ? "checkpointing: blocks recomputed in the backward" : "all blocks kept");
     char *yaml = config_yaml_string(cfg);
     if (dist_rank() == 0) {
         lola_mkdirs(dir);

@@ -196,6 +196,16 @@ void vit_init_custom(const ViT *v, float *host_params, Rng *rng) {
 // Eval arena (train = 0): xs holds one (B,N,D) (blocks run in place), scratch gr gy1 gt F1 F2
 //   only, and the one block slot's matmul outputs live in that scratch too (their lifetimes do not
 //   overlap): qkv -> F1, att -> gr, y1 -> gt, f1 -> F1, f4 -> gr. About 7 (B,N,D) + 2 (B,N,FD).
+// Checkpointed train arena (cfg.checkpointing, LoLa's memory-only option): a block keeps only its
+//   input (xs, as above) and its modulation h1, h1s, ada (B-sized: recomputing them would cost
+//   little but save nothing). The matmul outputs qkv, asave, att, y1, f1 live in buffers shared by
+//   all blocks, and f4 in F1 (free in the train forward; in the backward F1 is first written after
+//   the last read of f4). vit_backward first reruns the block's front (block_front: y0 -> g1,
+//   qkv, qkr -> F2, attention, y1, f1, f3 -> F2, f4) on the kept input with the same ops, so the
+//   gradients are bit-identical to the default layout (tested); y0 (g1) and f3 (F2) are then still
+//   in place and are not recomputed a second time. Price: one extra forward of every block's
+//   matmuls and attention per step. About (blocks + 1) (B,N,D) for xs + 9 (B,N,D) shared + one
+//   attention save + the scratch, instead of 11 (B,N,D) + an attention save per block.
 
 typedef struct {
     float *qkv, *asave, *att, *y1, *f1, *f4; // matmul outputs (and the attention save)
@@ -203,7 +213,7 @@ typedef struct {
 } BlockActs;
 
 struct ViTArena {
-    int B, train, nslot;
+    int B, train, ckpt, nslot; // ckpt: checkpointed train layout (train && cfg.checkpointing)
     float *mem;
     size_t floats;
     float *coo, *coo_enc, *pe, *thetaT;
@@ -241,6 +251,7 @@ static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
     size_t BND = Bz * N * D, wide = Bz * N * (FD > 3 * D ? FD : 3 * D);
     int nslot = train ? c->hid_blocks : (c->hid_blocks > 0 ? 1 : 0);
     int nx = train ? c->hid_blocks + 1 : 1;
+    const int ckpt = train && c->checkpointing;
     Planner p = {base, 0};
     ViTArena dummy;
     if (!a) a = &dummy;
@@ -267,9 +278,24 @@ static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
     a->F2 = take(&p, wide);
     a->g0 = train ? take(&p, BND) : NULL;
     a->ds = train ? take(&p, BND) : NULL;
+    float *rqkv = NULL, *rsave = NULL, *ratt = NULL, *ry1 = NULL, *rf1 = NULL; // checkpointing: shared
+    if (ckpt && nslot > 0) {
+        rqkv = take(&p, 3 * BND);
+        rsave = take(&p, attention_save_floats(B, (int)N, (int)H));
+        ratt = take(&p, BND);
+        ry1 = take(&p, BND);
+        rf1 = take(&p, Bz * N * FD);
+    }
     for (int l = 0; l < nslot; l++) {
         BlockActs tmp, *k = (base && a->blk) ? &a->blk[l] : &tmp;
-        if (train) {
+        if (ckpt) { // shared by all blocks; rebuilt by vit_backward's block_front (see above)
+            k->qkv = rqkv;
+            k->asave = rsave;
+            k->att = ratt;
+            k->y1 = ry1;
+            k->f1 = rf1;
+            k->f4 = a->F1;
+        } else if (train) {
             k->qkv = take(&p, 3 * BND);
             k->att = take(&p, BND);
             k->y1 = take(&p, BND);
@@ -282,7 +308,7 @@ static size_t plan(const ViT *v, ViTArena *a, int B, int train, float *base) {
             k->f1 = a->F1;
             k->f4 = a->gr;
         }
-        k->asave = take(&p, attention_save_floats(B, (int)N, (int)H));
+        if (!ckpt) k->asave = take(&p, attention_save_floats(B, (int)N, (int)H));
         k->h1 = M ? take(&p, Bz * M) : NULL;
         k->h1s = M ? take(&p, Bz * M) : NULL;
         k->ada = take(&p, Bz * 4 * D);
@@ -308,7 +334,8 @@ size_t vit_arena_floats(const ViT *v, int B, int train) { return plan(v, NULL, B
 void vit_reserve(ViT *v, int B, int train) {
     if (B < 1) lola_die("vit_reserve: batch %d must be >= 1", B);
     ViTArena *a = v->arena;
-    if (a && a->B == B && a->train == train) return;
+    const int ckpt = train && v->cfg.checkpointing;
+    if (a && a->B == B && a->train == train && a->ckpt == ckpt) return;
     if (a) {
         nn_free(a->mem);
         free(a->blk);
@@ -317,6 +344,7 @@ void vit_reserve(ViT *v, int B, int train) {
     a = LOLA_NEW(ViTArena, 1);
     a->B = B;
     a->train = train;
+    a->ckpt = ckpt;
     a->nslot = train ? v->cfg.hid_blocks : (v->cfg.hid_blocks > 0 ? 1 : 0);
     a->blk = LOLA_NEW(BlockActs, a->nslot > 0 ? a->nslot : 1);
     a->floats = plan(v, a, B, train, NULL);
@@ -407,6 +435,29 @@ static void block_ffn_act(const ViT *v, float *f3, const float *f1, int B, int l
         silu_dropout_forward(f3 + b * n1, f1 + b * n1, n1, c->dropout, ffn_seed(seed, l, first_sample, b));
 }
 
+// The block's front, from its input xin and its modulation (k->ada) to f4 = FFN(y1): y0 (with
+// a->mean, a->rstd), k->qkv, qkr -> tmp, k->att and k->asave, k->y1 = y0 + MSA(y0), k->f1,
+// f3 -> tmp, k->f4. Run by the forward and, with checkpointing, again by the backward on the same
+// input (same ops, same inputs, same order: bit-identical). tmp (B, N, max(FD, 3D)) ends holding f3.
+static void block_front(const ViT *v, ViTArena *a, const ViTBlockParams *w, const float *P, BlockActs *k,
+                        const float *xin, float *y0, float *tmp, int B, int l, int dropout_on, uint64_t seed,
+                        uint64_t first_sample) {
+    const ViTConfig *c = &v->cfg;
+    int N = v->N, D = c->hid_channels, H = c->heads, dh = D / H, FD = c->ffn_factor * D, BN = B * N;
+    // y0 = (1 + a) LN(x) + b
+    block_y0(a, y0, xin, k->ada, k->ada + D, B, N, D);
+    // y1 = y0 + MSA(y0)
+    linear_forward(k->qkv, y0, P + w->qkv_w, NULL, BN, D, 3 * D);
+    block_qkr(v, a, w, P, tmp, k->qkv, B);
+    attention_forward(k->att, k->asave, tmp, B, N, H, dh);
+    linear_forward(k->y1, k->att, P + w->y_w, P + w->y_b, BN, D, D);
+    nn_add(k->y1, k->y1, y0, (size_t)BN * D);
+    // f4 = FFN(y1)
+    linear_forward(k->f1, k->y1, P + w->f0_w, P + w->f0_b, BN, D, FD);
+    block_ffn_act(v, tmp, k->f1, B, l, dropout_on, seed, first_sample);
+    linear_forward(k->f4, tmp, P + w->f3_w, P + w->f3_b, BN, FD, D);
+}
+
 void vit_forward(ViT *v, const float *params, float *out, const float *x, const float *cond,
                  const float *mod, int B, int train, uint64_t seed, uint64_t first_sample) {
     const ViTConfig *c = &v->cfg;
@@ -417,8 +468,8 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
     if (c->mod_features > 0 && !mod) lola_die("vit_forward: the model has mod_features %d but mod is NULL", c->mod_features);
     ViTArena *a = v->arena;
     const float *P = params;
-    int N = v->N, D = c->hid_channels, H = c->heads, dh = D / H, M = c->mod_features, S = c->spatial;
-    int FD = c->ffn_factor * D, Ci = c->in_channels, Cc = c->cond_channels, Ct = Ci + Cc, Co = c->out_channels;
+    int N = v->N, D = c->hid_channels, M = c->mod_features, S = c->spatial;
+    int Ci = c->in_channels, Cc = c->cond_channels, Ct = Ci + Cc, Co = c->out_channels;
     int BN = B * N;
     size_t ND = (size_t)N * D, BND = (size_t)B * ND;
     int dropout_on = train && c->dropout > 0.0f;
@@ -439,7 +490,7 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         float *xin = a->xs + (a->train ? (size_t)l : 0) * BND;
         float *xout = a->xs + (a->train ? (size_t)l + 1 : 0) * BND; // eval: in place (xin is dead by then)
         // Forward temporaries (activation plan): y0 -> gy1, qkr -> F2, f3 -> F2, r -> gt.
-        float *y0 = a->gy1, *qkr = a->F2, *f3 = a->F2, *r = a->gt;
+        float *r = a->gt;
         // Modulation a, b, c, d: (B, 4D), chunk order a | b | c | d.
         if (M > 0) {
             linear_forward(k->h1, mod, P + w->ada0_w, P + w->ada0_b, B, M, M);
@@ -448,19 +499,8 @@ void vit_forward(ViT *v, const float *params, float *out, const float *x, const 
         } else {
             for (int b = 0; b < B; b++) nn_copy(k->ada + (size_t)b * 4 * D, P + w->ada, (size_t)4 * D);
         }
-        const float *ma = k->ada, *mb = k->ada + D, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
-        // y0 = (1 + a) LN(x) + b
-        block_y0(a, y0, xin, ma, mb, B, N, D);
-        // y1 = y0 + MSA(y0)
-        linear_forward(k->qkv, y0, P + w->qkv_w, NULL, BN, D, 3 * D);
-        block_qkr(v, a, w, P, qkr, k->qkv, B);
-        attention_forward(k->att, k->asave, qkr, B, N, H, dh);
-        linear_forward(k->y1, k->att, P + w->y_w, P + w->y_b, BN, D, D);
-        nn_add(k->y1, k->y1, y0, BND);
-        // f4 = FFN(y1)
-        linear_forward(k->f1, k->y1, P + w->f0_w, P + w->f0_b, BN, D, FD);
-        block_ffn_act(v, f3, k->f1, B, l, dropout_on, seed, first_sample);
-        linear_forward(k->f4, f3, P + w->f3_w, P + w->f3_b, BN, FD, D);
+        const float *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
+        block_front(v, a, w, P, k, xin, a->gy1, a->F2, B, l, dropout_on, seed, first_sample);
         // r = (x + c f4)/sqrt(1 + c^2); x' = (r + d s)/sqrt(1 + d^2)
         gated_residual_forward(r, xin, k->f4, mc, B, N, D, 4 * D);
         gated_residual_forward(xout, r, a->s, md, B, N, D, 4 * D);
@@ -514,6 +554,9 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         const float *ma = k->ada, *mb = k->ada + D, *mc = k->ada + 2 * D, *md = k->ada + 3 * D;
         float *dada = a->dada;
         nn_zero(dada, (size_t)B * 4 * D);
+        // Checkpointing: rebuild the block's tensors from its kept input (y0 -> g1, f3 -> F2, the
+        // matmul outputs into the shared buffers, f4 into F1; activation plan).
+        if (a->ckpt) block_front(v, a, w, P, k, xin, a->g1, a->F2, B, l, a->dropout_on, a->seed, a->first_sample);
         // x' = (r + d s)/sqrt(1 + d^2), r = (x + c f4)/sqrt(1 + c^2) recomputed into gr:
         // dr -> g0 (in place), ds_part -> gt, dd += (fourth chunk)
         gated_residual_forward(a->gr, xin, k->f4, mc, B, N, D, 4 * D);
@@ -521,9 +564,10 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         nn_add(a->ds, a->ds, a->gt, BND);
         // r: dx -> g0 (in place), df4 -> gt, dc += (third chunk)
         gated_residual_backward(g0, a->gt, dada + 2 * D, g0, xin, k->f4, mc, B, N, D, 4 * D);
-        // FFN: f3 recomputed from f1 into F2; df3 -> F1; df1 -> F2 (the dropout keep decisions
-        // rehashed from the per-sample seeds)
-        block_ffn_act(v, a->F2, k->f1, B, l, a->dropout_on, a->seed, a->first_sample);
+        // FFN: f3 recomputed from f1 into F2 (checkpointing: block_front left it there); df3 -> F1
+        // (f4, in F1 with checkpointing, is dead); df1 -> F2 (the dropout keep decisions rehashed
+        // from the per-sample seeds)
+        if (!a->ckpt) block_ffn_act(v, a->F2, k->f1, B, l, a->dropout_on, a->seed, a->first_sample);
         linear_backward(a->F1, G + w->f3_w, G + w->f3_b, a->gt, a->F2, P + w->f3_w, BN, FD, D); // df3
         float *df1 = a->F2;
         if (a->dropout_on) {
@@ -543,8 +587,8 @@ void vit_backward(ViT *v, const float *params, float *grads, float *dmod, float 
         if (c->rope) nn_zero(a->dangle, (size_t)N * H2);
         qk_norm_rope_backward(dqkv, c->rope ? a->dangle : NULL, dqkr, k->qkv, a->qrstd, a->angle, B, N, H, dh,
                               c->qk_norm, c->rope);
-        float *y0 = a->g1; // recomputed
-        block_y0(a, y0, xin, ma, mb, B, N, D);
+        float *y0 = a->g1; // recomputed (checkpointing: still there from block_front, with mean, rstd)
+        if (!a->ckpt) block_y0(a, y0, xin, ma, mb, B, N, D);
         linear_backward(a->gr, G + w->qkv_w, NULL, dqkv, y0, P + w->qkv_w, BN, D, 3 * D);
         nn_add(a->gy1, a->gy1, a->gr, BND); // dy0
         // y0 = (1 + a) LN(x) + b: dx -> gt (datt there is dead), da, db += (first, second chunk)

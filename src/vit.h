@@ -47,6 +47,10 @@ typedef struct {
     int qk_norm;              // 1
     int rope;                 // 1
     float dropout;            // FFN dropout (0.05), applied only when vit_forward's train = 1
+    int checkpointing;        // 1: the training arena keeps only each block's input (and its small
+                              // modulation vectors); vit_backward reruns the block's forward on it
+                              // (LoLa's denoiser/surrogate.checkpointing: memory only, bit-identical
+                              // results; vit.c "Activation plan")
 } ViTConfig;
 
 // Dies naming the field when unusable (D % heads, head size odd with rope, patch not dividing...).
@@ -93,11 +97,12 @@ void vit_init_custom(const ViT *v, float *host_params, Rng *rng);
 
 // Activation floats (backend) for batch B: when train = 1, every block's matmul outputs and input
 // (vit_backward recomputes the cheap elementwise tensors bit-identically; vit.c "Activation plan")
-// plus the shared scratch; when train = 0, one block's temporaries reused layer to layer. Allocates
-// nothing. Linear in B plus a batch-independent part.
+// plus the shared scratch, or with cfg.checkpointing every block's input and modulation only plus
+// one block's matmul outputs; when train = 0, one block's temporaries reused layer to layer.
+// Allocates nothing. Linear in B plus a batch-independent part.
 size_t vit_arena_floats(const ViT *v, int B, int train);
-// Allocates the arena for (B, train) (keeps it when B and train are unchanged). train = 1 also
-// serves eval forwards.
+// Allocates the arena for (B, train) (keeps it when B, train and cfg.checkpointing are unchanged).
+// train = 1 also serves eval forwards.
 void vit_reserve(ViT *v, int B, int train);
 
 // Forward. params: the whole parameter buffer (backend). x (B, C_in, shape...), cond

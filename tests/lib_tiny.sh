@@ -21,7 +21,7 @@ CFG=$ROOT/tests/configs/tiny_it_base.yaml
 # Nothing from the caller's environment steers the runs.
 for v in $(compgen -e); do
     case $v in
-    SLURM_* | OMPI_COMM_WORLD_* | PMI_* | PMIX_* | LOLA_STOP_AFTER_STEPS | LOLA_BIN | LOLA_NP) unset "$v" ;;
+    SLURM_* | OMPI_COMM_WORLD_* | PMI_* | PMIX_* | LOLA_STOP_AFTER_STEPS | LOLA_BIN | LOLA_NP | LOLA_ACTIVATIONS) unset "$v" ;;
     esac
 done
 export OMP_NUM_THREADS=1

@@ -12,6 +12,8 @@
 #     (per-sample masks keyed by the global stream position);
 #  4. train-dm resumed twice mid-epoch (LOLA_STOP_AFTER_STEPS) == uninterrupted, bit for bit
 #     (per-step losses, which include the diffusion time and noise draws, and state.h5);
+#  4b. train-dm with denoiser.checkpointing=true (blocks recomputed in the backward) == without, bit
+#     for bit (state.h5, per-step losses; dropout 0.05), with a smaller activation arena;
 #  5. bad input: a cache file of the wrong shape, a cache file without its label dataset, a
 #     cache of another AE -> exit != 0 with a message naming the file.
 # Prints PASS/FAIL lines; exits non-zero on a failure.
@@ -167,6 +169,23 @@ check "train-dm: the 12 per-step losses (noise levels and noise included) are id
 out=$("${H5CMP[@]}" "$T/c_full/dm/state.h5" "$T/c_res/dm/state.h5" --exact --attrs --ignore-attr config)
 c=$?
 check "train-dm: final state.h5 bit-identical (params, AdamW m/v, attributes): $(summary1 "$out")" [ $c -eq 0 ]
+[ $c -ne 0 ] && echo "$out" | head -5
+
+# ------------------------------------------------------------------------------------------------
+# 4b. train-dm: denoiser.checkpointing changes memory only (3 steps, dropout 0.05)
+K=(dm_train.epochs=1 dm_train.epoch_size=12 dm_train.valid.epoch_size=0 denoiser.dropout=0.05)
+lola "$T/ck0.log" train-dm "${A[@]}" run.dir="$T/ck0" run.ae_run="$R/ae" "${K[@]}"
+r1=$rc
+lola "$T/ck1.log" train-dm "${A[@]}" run.dir="$T/ck1" run.ae_run="$R/ae" "${K[@]}" denoiser.checkpointing=true
+m0=$(sed -n 's/.*train-dm: activations \([0-9.]*\) MiB per rank at batch 4 (all blocks kept).*/\1/p' "$T/ck0.log")
+m1=$(sed -n 's/.*train-dm: activations \([0-9.]*\) MiB per rank at batch 4 (checkpointing: .*/\1/p' "$T/ck1.log")
+check "train-dm with and without denoiser.checkpointing: 3 steps each (exit $r1, $rc), activations $m1 MiB < $m0 MiB" \
+    eval '[ $r1 -eq 0 ] && [ $rc -eq 0 ] && grep -q "training complete: 3 steps" "$T/ck1.log" &&
+          [ -n "$m0" ] && [ -n "$m1" ] && awk -v a="$m1" -v b="$m0" "BEGIN { exit !(a < b) }"'
+out=$("${H5CMP[@]}" "$T/ck0/dm/state.h5" "$T/ck1/dm/state.h5" --exact --attrs --ignore-attr config)
+c=$?
+check "train-dm: state.h5 with denoiser.checkpointing=true bit-identical to without (params, AdamW m/v, attributes): $(summary1 "$out")" \
+    eval '[ $c -eq 0 ] && cmp -s <(step_losses "$T/ck0/dm/metrics.jsonl") <(step_losses "$T/ck1/dm/metrics.jsonl")'
 [ $c -ne 0 ] && echo "$out" | head -5
 
 # ------------------------------------------------------------------------------------------------

@@ -253,6 +253,17 @@ both ae_variant train-ae "${A[@]}" ae.attention_heads='{1: 2}' ae.saturation=rms
     ae_optim.scheduler=cosine ae_optim.warmup=2 ae_optim.precondition_frequency=2 ae_train.accumulation=2 \
     ae_train.epochs=2 ae_train.epoch_size=24
 same_h5 "4: ae_variant state.h5 (PSGD factors too)" "$T/v_ae_variant_cpu/ae/state.h5" "$T/v_ae_variant_fen/ae/state.h5"
+# bf16 activation storage (nn_pack_bf16 / nn_unpack_bf16 on carved arena slices) with attention and
+# dropout, default and checkpointed layouts
+export LOLA_ACTIVATIONS=bf16
+both ae_bf16 train-ae "${A[@]}" ae.attention_heads='{1: 2}' ae.dropout=0.05 ae_train.epochs=1 ae_train.epoch_size=24
+same_h5 "4: ae_bf16 state.h5" "$T/v_ae_bf16_cpu/ae/state.h5" "$T/v_ae_bf16_fen/ae/state.h5"
+check "4: ae_bf16: both logs name the bf16 activation storage" \
+    eval 'grep -q "bf16 activations" "$T/v_ae_bf16_cpu.log" && grep -q "bf16 activations" "$T/v_ae_bf16_fen.log"'
+both ae_bf16_ckpt train-ae "${A[@]}" ae.attention_heads='{1: 2}' ae.dropout=0.05 ae.checkpointing=true ae_train.epochs=1 \
+    ae_train.epoch_size=24
+same_h5 "4: ae_bf16_ckpt state.h5" "$T/v_ae_bf16_ckpt_cpu/ae/state.h5" "$T/v_ae_bf16_ckpt_fen/ae/state.h5"
+unset LOLA_ACTIVATIONS
 mkdir -p "$T/seed"
 cp -r "$T/cpu/ae" "$T/cpu/stats.yaml" "$T/seed/"
 SEED=$T/seed

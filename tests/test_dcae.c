@@ -590,6 +590,141 @@ static void test_memory(void) {
           4 * e1 / 1e9, 4 * t1 / 1e9);
 }
 
+// bf16 of nn.h (round to nearest even, NaN -> 0x7FFF), written independently of the backends.
+static float bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        u = 0x7fff0000u;
+    else
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// One training forward + backward (dy on the output, dz on the latent) of m from zero gradients;
+// returns host copies: [0] latent, [1] output, [2] dx, [3] parameter gradients, [4..] the kept
+// stage outputs (dcae_stage_output of every stage, in order).
+typedef struct {
+    float *latent, *out, *dx, *grads, **stage;
+} LayoutRun;
+static LayoutRun layout_run(Dcae *m, const float *x, const float *dy, const float *dz, int B, int H, int W) {
+    const DcaeConfig *c = &m->cfg;
+    int L = c->levels;
+    size_t n = (size_t)B * c->pix_channels * H * W, nz = (size_t)B * c->lat_channels * (H >> (L - 1)) * (W >> (L - 1));
+    LayoutRun r;
+    float *dx = nn_alloc(n);
+    dcae_zero_grad(m);
+    dcae_forward(m, x, B, H, W, DCAE_TRAIN, 4242, 17);
+    r.latent = to_host(dcae_latent(m), nz);
+    r.out = to_host(dcae_output(m), n);
+    r.stage = LOLA_NEW(float *, m->n_stages);
+    for (int i = 0; i < m->n_stages; i++) {
+        DcaeStageInfo si = dcae_stage_info(m, i);
+        r.stage[i] = to_host(dcae_stage_output(m, i), (size_t)B * si.cout * (H >> si.level_out) * (W >> si.level_out));
+    }
+    dcae_backward(m, dy, dz, dx);
+    r.dx = to_host(dx, n);
+    r.grads = to_host(m->grads, m->table.total);
+    nn_free(dx);
+    return r;
+}
+static void layout_free(LayoutRun *r, int n_stages) {
+    free(r->latent), free(r->out), free(r->dx), free(r->grads);
+    for (int i = 0; i < n_stages; i++) free(r->stage[i]);
+    free(r->stage);
+}
+
+// The four training layouts (dcae.c "Activation plan": fp32 / bf16 storage x checkpointing off /
+// on) run the same forward; checkpointing with fp32 storage gives bit-identical gradients; bf16
+// storage keeps exactly the bf16 rounding of each kept tensor and changes the gradients only by
+// that rounding.
+static void test_layouts(void) {
+    DcaeConfig c;
+    tiny_config(&c); // attention at level 2, dropout on
+    const int B = 2, H = 16, W = 16, L = c.levels;
+    size_t n = (size_t)B * c.pix_channels * H * W, nz = (size_t)B * c.lat_channels * (H >> (L - 1)) * (W >> (L - 1));
+    float *xh = LOLA_NEW(float, n), *dyh = LOLA_NEW(float, n), *dzh = LOLA_NEW(float, nz);
+    Rng g = rng_seed(11);
+    for (size_t i = 0; i < n; i++) xh[i] = (float)rng_normal(&g), dyh[i] = (float)rng_normal(&g) / (float)n;
+    for (size_t i = 0; i < nz; i++) dzh[i] = (float)rng_normal(&g) / (float)nz;
+    float *x = to_backend(xh, n), *dy = to_backend(dyh, n), *dz = to_backend(dzh, nz);
+    const int bf16_before = nn_bf16_activations();
+    LayoutRun run[2][2]; // [bf16 storage][checkpointing]
+    size_t floats[2][2];
+    int n_stages = 0;
+    for (int st = 0; st < 2; st++)
+        for (int ck = 0; ck < 2; ck++) {
+            DcaeConfig t = c;
+            t.checkpointing = ck;
+            nn_set_bf16_activations(st);
+            Dcae m;
+            dcae_create(&m, &t);
+            randomise(&m, 5);
+            run[st][ck] = layout_run(&m, x, dy, dz, B, H, W);
+            floats[st][ck] = dcae_arena_floats(&t, B, H, W);
+            CHECK(m.arena_floats == floats[st][ck], "layout storage %s, checkpointing %d: dcae_reserve allocates "
+                  "dcae_arena_floats (%zu)", st ? "bf16" : "fp32", ck, m.arena_floats);
+            n_stages = m.n_stages;
+            dcae_destroy(&m);
+        }
+    nn_set_bf16_activations(bf16_before);
+    Dcae probe;
+    dcae_create(&probe, &c);
+    size_t P = probe.table.total;
+    const LayoutRun *ref = &run[0][0];
+    const LayoutRun *ck = &run[0][1];
+    CHECK(same(ck->latent, ref->latent, nz) && same(ck->out, ref->out, n), "checkpointing: same forward (bit-identical)");
+    CHECK(same(ck->grads, ref->grads, P) && same(ck->dx, ref->dx, n),
+          "checkpointing: parameter gradients and dx bit-identical to the default layout");
+    for (int k = 0; k < 2; k++) {
+        const LayoutRun *b = &run[1][k];
+        const char *tag = k ? "bf16 storage + checkpointing" : "bf16 storage";
+        CHECK(same(b->latent, ref->latent, nz) && same(b->out, ref->out, n), "%s: the forward is unchanged (fp32, bit-identical)", tag);
+        // every kept output except the latent and the output is the bf16 rounding of the fp32 one
+        int bad = 0, rounded = 0;
+        for (int i = 0; i < n_stages; i++) {
+            DcaeStageInfo si = dcae_stage_info(&probe, i);
+            size_t ns = (size_t)B * si.cout * (H >> si.level_out) * (W >> si.level_out);
+            int end = i == probe.n_enc - 1 || i == n_stages - 1;
+            for (size_t e = 0; e < ns; e++) {
+                float want = end ? ref->stage[i][e] : bf16_round(ref->stage[i][e]);
+                bad += memcmp(&b->stage[i][e], &want, 4) != 0;
+                rounded += want != ref->stage[i][e];
+            }
+        }
+        CHECK(bad == 0 && rounded > 0, "%s: every kept stage output is the bf16 rounding of the fp32 one (%d mismatches, "
+              "%d values changed by the rounding)", tag, bad, rounded);
+        double eg = rel_dist(b->grads, ref->grads, P), ex = rel_dist(b->dx, ref->dx, n);
+        // bf16 keeps 8 significant bits: relative rounding error <= 2^-8 per stored value
+        CHECK(eg > 0 && eg < 2e-2 && ex > 0 && ex < 2e-2, "%s: gradients move only by the rounding (relative L2 distance "
+              "to fp32: parameters %.2e, dx %.2e)", tag, eg, ex);
+    }
+    CHECK(floats[0][1] < floats[0][0] && floats[1][0] < floats[0][0] && floats[1][1] < floats[1][0] &&
+              floats[1][1] < floats[0][1], "arena: checkpointing and bf16 storage each shrink it (%zu / %zu / %zu / %zu floats)",
+          floats[0][0], floats[0][1], floats[1][0], floats[1][1]);
+    dcae_destroy(&probe);
+    for (int st = 0; st < 2; st++)
+        for (int k = 0; k < 2; k++) layout_free(&run[st][k], n_stages);
+    nn_free(x), nn_free(dy), nn_free(dz);
+    free(xh), free(dyh), free(dzh);
+    // The paper-era AE at 512 x 512 (Euler): activations per training sample under each layout.
+    DcaeConfig e;
+    dcae_config_large(&e, 5, 64, 1);
+    double mib[2][2];
+    for (int st = 0; st < 2; st++)
+        for (int k = 0; k < 2; k++) {
+            e.checkpointing = k;
+            nn_set_bf16_activations(st);
+            mib[st][k] = ((double)dcae_arena_floats(&e, 2, 512, 512) - (double)dcae_arena_floats(&e, 1, 512, 512)) * 4 / 1048576.0;
+        }
+    nn_set_bf16_activations(bf16_before);
+    printf("# paper-era AE, Euler 512x512: MiB per training sample: fp32 %.0f, fp32+checkpointing %.0f, bf16 %.0f, "
+           "bf16+checkpointing %.0f\n", mib[0][0], mib[0][1], mib[1][0], mib[1][1]);
+    CHECK(mib[1][1] < 0.45 * mib[0][0], "paper-era AE: bf16 storage + checkpointing needs < 45%% of the default "
+          "activation memory (%.0f of %.0f MiB per sample)", mib[1][1], mib[0][0]);
+}
+
 // Bad input must end the program with a non-zero status (lola_die); run it in a child process.
 static int dies(void (*fn)(void)) {
     fflush(stdout);
@@ -638,6 +773,7 @@ int main(void) {
     test_identity_init();
     test_modes();
     test_memory();
+    test_layouts();
     test_bad_input();
     return test_summary();
 }

@@ -8,7 +8,9 @@
 //   * the F-objective equals DenoiserLoss's (mean - x)^2 / var form;
 //   * central finite differences on a few parameters (RoPE theta included), with dropout on,
 //     and for a label-free NS (learned (4, D) modulation);
-//   * a short AB sampler run of the tiny DM through emu_denoise_fn.
+//   * a short AB sampler run of the tiny DM through emu_denoise_fn;
+//   * cfg.checkpointing: output, parameter and input gradients bit-identical to the default
+//     layout, a smaller arena; vit_large memory per sample for both layouts.
 // Tolerance rule for the parity checks: |c - ref| <= atol + rtol |ref| elementwise, with
 // rtol = 2e-4 and atol = 2e-5 * max|ref| of the tensor (+1e-9); the fraction of this budget
 // used by the worst element is printed. The reference is float64, ours float32.
@@ -647,6 +649,118 @@ static void test_vit_inputs(void) {
     ptable_free(&t);
 }
 
+// cfg.checkpointing (vit.c "Activation plan"): the checkpointed training layout keeps only each
+// block's input and modulation and reruns the block in vit_backward with the same ops, so the
+// forward output, every parameter gradient (accumulated onto a non-zero buffer) and the input
+// gradients dx, dmod must equal the default layout's bit for bit, over two steps (the shared
+// buffers reused), with dropout, qk-norm and RoPE on; the arena must be strictly smaller.
+static void ckpt_case(int M, int qk_norm, int rope, float dropout, int blocks, int B, const char *what) {
+    ViTConfig c;
+    memset(&c, 0, sizeof c);
+    c.spatial = 3;
+    c.shape[0] = 3, c.shape[1] = 4, c.shape[2] = 2;
+    c.patch[0] = c.patch[1] = c.patch[2] = 1;
+    c.in_channels = 2, c.cond_channels = 2, c.out_channels = 2;
+    c.hid_channels = 16, c.hid_blocks = blocks, c.heads = 2, c.ffn_factor = 4, c.mod_features = M;
+    c.qk_norm = qk_norm, c.rope = rope, c.dropout = dropout;
+    ParamTable t = {0};
+    ViT v;
+    vit_build(&v, &c, &t, "");
+    float *host = (float *)calloc(t.total, sizeof(float)), *g0 = (float *)malloc(t.total * sizeof(float));
+    Rng r = rng_seed(77);
+    ptable_init(&t, host, &r);
+    vit_init_custom(&v, host, &r);
+    for (int i = 0; i < t.n; i++) // O(1) modulation so every path carries gradient
+        if (strstr(t.rows[i].name, "ada_zero.2.weight") || (M == 0 && strstr(t.rows[i].name, "ada_zero")))
+            for (size_t k = 0; k < t.rows[i].numel; k++) host[t.rows[i].offset + k] *= 30.0f;
+    for (size_t i = 0; i < t.total; i++) g0[i] = (float)rng_normal(&r); // gradients accumulate (+=)
+    int N = vit_tokens(&c);
+    size_t nx = (size_t)B * 2 * N, nm = (size_t)B * (M ? M : 1), no = (size_t)B * 2 * N;
+    float *hx = (float *)malloc(nx * sizeof(float)), *hc = (float *)malloc(nx * sizeof(float));
+    float *hm = (float *)malloc(nm * sizeof(float)), *hw = (float *)malloc(no * sizeof(float));
+    for (size_t i = 0; i < nx; i++) hx[i] = (float)rng_normal(&r);
+    for (size_t i = 0; i < nx; i++) hc[i] = (float)(rng_uniform(&r) < 0.5);
+    for (size_t i = 0; i < nm; i++) hm[i] = (float)rng_normal(&r);
+    for (size_t i = 0; i < no; i++) hw[i] = (float)rng_normal(&r);
+    float *params = to_backend(host, t.total), *x = to_backend(hx, nx), *cond = to_backend(hc, nx);
+    float *mod = M ? to_backend(hm, nm) : NULL, *w = to_backend(hw, no), *out = nn_alloc(no);
+    float *grads = nn_alloc(t.total), *dmod = M ? nn_alloc(nm) : NULL, *dx = nn_alloc(nx);
+    // res[layout][step]: out, grads, dx, dmod on the host
+    float *res[2][2][4];
+    size_t n[4] = {no, t.total, nx, nm};
+    for (int ck = 0; ck < 2; ck++) {
+        v.cfg.checkpointing = ck;
+        vit_reserve(&v, B, 1); // re-plans when checkpointing changes
+        nn_to_backend(grads, g0, t.total);
+        for (int step = 0; step < 2; step++) {
+            // step 1: other dropout masks (seed, stream position) and the grads of step 0 accumulated
+            vit_forward(&v, params, out, x, cond, mod, B, 1, 11 + step, 40 + (uint64_t)step * B);
+            vit_backward(&v, params, grads, dmod, dx, w, B);
+            float *d[4] = {out, grads, dx, dmod};
+            for (int i = 0; i < 4; i++) res[ck][step][i] = (i < 3 || M) ? to_host(d[i], n[i]) : NULL;
+        }
+    }
+    static const char *names[4] = {"forward output", "parameter gradients", "dx", "dmod"};
+    for (int step = 0; step < 2; step++)
+        for (int i = 0; i < 4; i++) {
+            if (!res[0][step][i]) continue;
+            size_t diff = 0;
+            for (size_t j = 0; j < n[i]; j++) diff += memcmp(&res[0][step][i][j], &res[1][step][i][j], sizeof(float)) != 0;
+            CHECK(diff == 0, "checkpointing %s, step %d: %s bit-identical to the default layout (%zu of %zu differ, max|.| %.3g)",
+                  what, step, names[i], diff, n[i], max_abs(res[0][step][i], n[i]));
+        }
+    v.cfg.checkpointing = 0;
+    size_t f0 = vit_arena_floats(&v, B, 1);
+    v.cfg.checkpointing = 1;
+    size_t f1 = vit_arena_floats(&v, B, 1), e1 = vit_arena_floats(&v, B, 0);
+    v.cfg.checkpointing = 0;
+    CHECK(f1 < f0 && e1 == vit_arena_floats(&v, B, 0), "checkpointing %s: train arena %zu < %zu floats (default), eval arena unchanged (%zu)",
+          what, f1, f0, e1);
+    // An eval forward on the checkpointed train arena gives the default arena's output.
+    v.cfg.checkpointing = 1;
+    vit_reserve(&v, B, 1);
+    vit_forward(&v, params, out, x, cond, mod, B, 0, 0, 0);
+    float *e_ck = to_host(out, no);
+    v.cfg.checkpointing = 0;
+    vit_reserve(&v, B, 1);
+    vit_forward(&v, params, out, x, cond, mod, B, 0, 0, 0);
+    float *e_def = to_host(out, no);
+    CHECK(memcmp(e_ck, e_def, no * sizeof(float)) == 0, "checkpointing %s: eval forward on the train arena bit-identical", what);
+    free(e_ck), free(e_def);
+    for (int ck = 0; ck < 2; ck++)
+        for (int step = 0; step < 2; step++)
+            for (int i = 0; i < 4; i++) free(res[ck][step][i]);
+    free(host), free(g0), free(hx), free(hc), free(hm), free(hw);
+    nn_free(params), nn_free(x), nn_free(cond), nn_free(w), nn_free(out), nn_free(grads), nn_free(dx);
+    if (M) nn_free(mod), nn_free(dmod);
+    vit_destroy(&v);
+    ptable_free(&t);
+}
+
+static void test_checkpointing(void) {
+    ckpt_case(8, 1, 1, 0.1f, 3, 3, "DM-style (M 8, qk-norm, RoPE, dropout 0.1, 3 blocks, B 3)");
+    ckpt_case(0, 0, 1, 0.2f, 2, 2, "label-free NS-style (M 0, RoPE, dropout 0.2, B 2)");
+    ckpt_case(8, 1, 0, 0.0f, 2, 2, "no RoPE, no dropout (B 2)");
+    // vit_large Euler / RB per-sample activation memory, default vs checkpointed (this backend, fp32).
+    int euler[3] = {5, 16, 16}, rb[3] = {5, 16, 4};
+    const int *wins[2] = {euler, rb};
+    for (int i = 0; i < 2; i++) {
+        EmuConfig e;
+        emu_config_lola(&e, EMU_DM, "vit_large", 64, 3, wins[i], i ? 6 : 5);
+        double m0 = emu_train_bytes_per_sample(&e) / (1 << 20);
+        e.vit.checkpointing = 1;
+        double m1 = emu_train_bytes_per_sample(&e) / (1 << 20);
+        // Analytic (vit.c "Activation plan"): 41 N D floats (xs: 16 block inputs and the last
+        // output; s; 9 of shared matmul outputs; 14 of scratch) + one attention save.
+        double Nt = vit_tokens(&e.vit), D = e.vit.hid_channels, H = e.vit.heads;
+        double est = 4.0 * (41 * Nt * D + (double)attention_save_floats(1, (int)Nt, (int)H)) / (1 << 20);
+        printf("  activation memory per training sample (%s backend, fp32), DM vit_large %s: default %.1f MiB, "
+               "checkpointing %.1f MiB (%.2fx less)\n", nn_backend_name(), i ? "RB" : "Euler", m0, m1, m0 / m1);
+        CHECK(m1 < m0 && fabs(m1 - est) <= 0.05 * est, "%s checkpointed memory per sample %.0f MiB < default %.0f MiB, "
+              "within 5%% of the analytic %.0f MiB", i ? "RB" : "Euler", m1, m0, est);
+    }
+}
+
 int main(void) {
     nn_init(-1);
     test_counts();
@@ -657,5 +771,6 @@ int main(void) {
     test_ns(&f, &t);
     test_init(&t);
     test_vit_inputs();
+    test_checkpointing();
     return test_summary();
 }

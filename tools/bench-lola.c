@@ -1063,6 +1063,9 @@ static void run_workload(const Opts *o, const Configs *cs, const Workload *w, Re
         ptable_free(&pt);
         double need = 4.0 * (2 * P + opt_floats + (double)dcae_arena_floats(&dc, B, H, W) + 2.0 * B * pix * H * W);
         r->batch = B, r->params = P;
+        printf("# %s: training layout: %s activation storage%s, %.1f MiB of activations per sample (src/dcae.c)\n", w->name,
+               nn_bf16_activations() ? "bf16" : "fp32", dc.checkpointing ? ", ae.checkpointing (ResBlocks recomputed)" : "",
+               ((double)dcae_arena_floats(&dc, 2, H, W) - (double)dcae_arena_floats(&dc, 1, H, W)) * 4.0 / 1048576.0);
         if (!memory_fits(w, need,
                          w->psgd ? "parameters, gradients, PSGD state and scratch, activations" : "parameters, gradients, optimizer state, activations",
                          r))

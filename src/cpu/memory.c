@@ -1,5 +1,6 @@
-// memory.c: CPU backend setup, threads, memory (nn_alloc & co.), scratch buffers, byte counters.
-// Backend memory on the CPU is ordinary host memory, 64-byte aligned.
+// memory.c: CPU backend setup, threads, the bf16 activation switch (LOLA_ACTIVATIONS), memory
+// (nn_alloc & co.), scratch buffers, byte counters. Backend memory on the CPU is ordinary host
+// memory, 64-byte aligned.
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,8 +20,30 @@
 static int cpu_initialised = 0;
 static int cpu_nthreads = 1;
 
+// bf16 activation storage (nn.h): the switch, and whether the environment was read / a setter
+// called. LOLA_ACTIVATIONS is read at the first initialisation only, like every switch of the CUDA
+// backend (its nn_init runs once), so a later nn_init never undoes nn_set_bf16_activations.
+static int act_bf16 = 0, act_env_read = 0, act_set = 0;
+
+// LOLA_ACTIVATIONS=fp32|bf16 (case-insensitive): 0 or 1; unset or empty: dflt. Dies otherwise.
+static int env_activations(int dflt) {
+    const char *s = getenv("LOLA_ACTIVATIONS");
+    if (!s || !s[0]) return dflt;
+    if (!strcasecmp(s, "fp32")) return 0;
+    if (!strcasecmp(s, "bf16")) return 1;
+    lola_die("environment variable LOLA_ACTIVATIONS='%s': expected fp32 or bf16 (the storage of the activations "
+             "saved for backward; unset: fp32 on the CPU backend)",
+             s);
+    return dflt;
+}
+
 void cpu_ensure_init(void) {
     if (cpu_initialised) return;
+    if (!act_env_read) { // checked even after a setter call: a bad value is always an error
+        act_env_read = 1;
+        int env = env_activations(0);
+        if (!act_set) act_bf16 = env;
+    }
     // One thread pool only: OpenMP. OpenBLAS runs single-threaded inside our OpenMP blocks
     // (cpu_gemm), see cpu.h. Another CBLAS must be made single-threaded through its own
     // environment (MKL_NUM_THREADS=1, BLIS_NUM_THREADS=1, ...).
@@ -55,6 +78,17 @@ void nn_init(int local_rank) {
     cpu_ensure_init();
 }
 
+int nn_bf16_activations(void) {
+    cpu_ensure_init();
+    return act_bf16;
+}
+
+void nn_set_bf16_activations(int on) {
+    cpu_ensure_init();
+    act_bf16 = on != 0;
+    act_set = 1;
+}
+
 const char *nn_backend_name(void) {
     static char name[160];
     cpu_ensure_init();
@@ -78,8 +112,8 @@ const char *nn_backend_name(void) {
         }
         blas[i] = 0;
     }
-    snprintf(name, sizeof name, "cpu (%s, %d thread%s)", blas, cpu_nthreads,
-             cpu_nthreads == 1 ? "" : "s");
+    snprintf(name, sizeof name, "cpu (%s, %d thread%s%s)", blas, cpu_nthreads, cpu_nthreads == 1 ? "" : "s",
+             act_bf16 ? ", bf16 activations" : "");
     return name;
 }
 

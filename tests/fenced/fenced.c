@@ -230,7 +230,7 @@ void fence_init(void) {
 // ---------------------------------------------------------------------------------------------
 // Checks
 
-void fence_check_dev(const char *op, const char *param, const void *p, int has_extent, size_t extent) {
+void fence_check_dev(const char *op, const char *param, const void *p, size_t elem, int has_extent, size_t extent) {
     if (!p) return;
     if (!in_region(p))
         fence_die("%s: parameter %s = %p is not backend memory (a host pointer, or memory from another "
@@ -241,20 +241,24 @@ void fence_check_dev(const char *op, const char *param, const void *p, int has_e
     if (!b)
         fence_die("%s: parameter %s = %p is not inside any live nn_alloc buffer (freed, or never allocated)", op,
                   param, p);
+    // Units of the messages: floats for float *, "bf16 values" for the 2-byte elements of packed
+    // buffers (nn.h "bf16 activation storage"); the buffer itself is always counted in floats.
+    const char *unit = elem == sizeof(float) ? "floats" : elem == 2 ? "bf16 values" : "elements";
     size_t at = o - b->off;
-    if (at % sizeof(float))
-        fence_die("%s: parameter %s = %p is not float-aligned (byte %zu of a buffer of %zu floats at %p)", op,
-                  param, p, at, b->bytes / sizeof(float), (void *)(g_base + b->off));
-    size_t have = at <= b->bytes ? (b->bytes - at) / sizeof(float) : 0; // floats from p to the end
+    if (elem == 0 || at % elem)
+        fence_die("%s: parameter %s = %p is not %s-aligned (byte %zu of a buffer of %zu floats at %p)", op, param, p,
+                  elem == sizeof(float) ? "float" : elem == 2 ? "2-byte" : "element", at, b->bytes / sizeof(float),
+                  (void *)(g_base + b->off));
+    size_t have = at <= b->bytes ? (b->bytes - at) / elem : 0; // elements from p to the end
     if (at > b->bytes || (at == b->bytes && !(has_extent && extent == 0) && b->bytes > 0))
-        fence_die("%s: parameter %s = %p points past the end of its buffer (float offset %zu of a buffer of %zu "
-                  "floats at %p)",
-                  op, param, p, at / sizeof(float), b->bytes / sizeof(float), (void *)(g_base + b->off));
+        fence_die("%s: parameter %s = %p points past the end of its buffer (byte offset %zu = float offset %zu of a "
+                  "buffer of %zu floats at %p)",
+                  op, param, p, at, at / sizeof(float), b->bytes / sizeof(float), (void *)(g_base + b->off));
     if (has_extent && extent > have)
-        fence_die("%s: parameter %s = %p covers %zu floats, but its buffer (%zu floats at %p) has only %zu from "
-                  "there (float offset %zu): %zu floats past the end",
-                  op, param, p, extent, b->bytes / sizeof(float), (void *)(g_base + b->off), have,
-                  at / sizeof(float), extent - have);
+        fence_die("%s: parameter %s = %p covers %zu %s, but its buffer (%zu floats at %p) has only %zu from "
+                  "there (%s offset %zu): %zu %s past the end",
+                  op, param, p, extent, unit, b->bytes / sizeof(float), (void *)(g_base + b->off), have,
+                  elem == sizeof(float) ? "float" : "element", at / elem, extent - have, unit);
 }
 
 void fence_check_host(const char *op, const char *param, const void *p) {

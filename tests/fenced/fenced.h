@@ -19,10 +19,11 @@ void fence_init(void);
         if (!fence_ready) fence_init();                                                            \
     } while (0)
 
-// Pointer argument `param` of op `op` must be NULL or inside a live nn_alloc buffer; with
-// has_extent, [p, p + extent floats) must lie inside that same buffer. Dies with the op, the
-// parameter, the address and what is wrong otherwise.
-void fence_check_dev(const char *op, const char *param, const void *p, int has_extent, size_t extent);
+// Pointer argument `param` of op `op` to elements of elem bytes (4: float *, 2: the uint16_t * of
+// packed bf16 buffers, which are carved from nn_alloc float buffers) must be NULL or inside a live
+// nn_alloc buffer and elem-aligned there; with has_extent, [p, p + extent elements) must lie
+// inside that same buffer. Dies with the op, the parameter, the address and what is wrong otherwise.
+void fence_check_dev(const char *op, const char *param, const void *p, size_t elem, int has_extent, size_t extent);
 // A host_* parameter: must not point into the fenced region (NULL is allowed).
 void fence_check_host(const char *op, const char *param, const void *p);
 // Make the used part of the region readable/writable for op `op` (ops are not reentrant: a second

@@ -5,8 +5,10 @@
 # the same name and signature that
 #   1. checks each pointer argument: a parameter named host_* must NOT point into the fenced
 #      region (fence_check_host); any other must be NULL or point inside a live nn_alloc buffer,
-#      and, when its extent is known (EXTENTS, or `size_t n` ops), [p, p + extent) must stay
-#      inside that buffer (fence_check_dev);
+#      aligned to its element type, and, when its extent is known (EXTENTS, or `size_t n` ops),
+#      [p, p + extent) must stay inside that buffer (fence_check_dev). Extents count elements of the
+#      pointer's own type (sizeof(*p): 4 for float *, 2 for the uint16_t * of packed bf16 buffers);
+#      a typed pointer is required (void * would not compile);
 #   2. opens the region (read/write), calls the CPU backend's cpu_<name> (the CPU sources compiled
 #      with tests/gpu/gen_cpu_ref.sh's rename header), closes the region (PROT_NONE) again, and
 #      returns the result.
@@ -105,11 +107,11 @@ END {
                 printf "    fence_check_host(\"%s\", \"%s\", (const void *)%s);\n", name, pname[i], pname[i]
             } else if (key in extent) {
                 extent_used[key] = 1
-                printf "    fence_check_dev(\"%s\", \"%s\", (const void *)%s, 1, (size_t)(%s));\n", name, pname[i], pname[i], extent[key]
+                printf "    fence_check_dev(\"%s\", \"%s\", (const void *)%s, sizeof(*%s), 1, (size_t)(%s));\n", name, pname[i], pname[i], pname[i], extent[key]
             } else if (has_n) {
-                printf "    fence_check_dev(\"%s\", \"%s\", (const void *)%s, 1, n);\n", name, pname[i], pname[i]
+                printf "    fence_check_dev(\"%s\", \"%s\", (const void *)%s, sizeof(*%s), 1, n);\n", name, pname[i], pname[i], pname[i]
             } else {
-                printf "    fence_check_dev(\"%s\", \"%s\", (const void *)%s, 0, 0);\n", name, pname[i], pname[i]
+                printf "    fence_check_dev(\"%s\", \"%s\", (const void *)%s, sizeof(*%s), 0, 0);\n", name, pname[i], pname[i], pname[i]
             }
         }
         if (nptr) print "    fence_open(\"" name "\");"

@@ -6,7 +6,7 @@
 //    or writing backend memory (with a backtrace naming the offending function), touching a freed
 //    buffer, a malloc'd pointer passed to an op, a backend pointer as host_dst / host_src, extents
 //    past the end of a buffer (element-count ops and a shape op), a freed buffer passed to an op,
-//    a double free.
+//    a double free; packed bf16 buffers (uint16_t *): extents in bf16 values, 2-byte alignment.
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -88,6 +88,27 @@ static void double_free(void *arg) {
     nn_free(a);
     nn_free(a);
 }
+// Packed bf16 buffers (uint16_t *, nn.h "bf16 activation storage"): extents in bf16 values.
+static void pack_past_end(void *arg) {
+    (void)arg;
+    float *x = nn_alloc(N + 1), *pk = nn_alloc(N / 2); // room for N bf16 values
+    nn_pack_bf16((uint16_t *)pk, x, N + 1);
+}
+static void pack_odd_offset_past_end(void *arg) {
+    (void)arg;
+    float *x = nn_alloc(N), *pk = nn_alloc(N / 2);
+    nn_pack_bf16((uint16_t *)pk + 1, x, N); // one value past the end
+}
+static void unpack_past_end(void *arg) {
+    (void)arg;
+    float *y = nn_alloc(N + 2), *pk = nn_alloc(N / 2);
+    nn_unpack_bf16(y, (const uint16_t *)pk, N + 2);
+}
+static void pack_misaligned(void *arg) {
+    (void)arg;
+    float *x = nn_alloc(N), *pk = nn_alloc(N);
+    nn_pack_bf16((uint16_t *)((char *)pk + 1), x, 4);
+}
 static void misaligned(void *arg) {
     (void)arg;
     float *a = nn_alloc(N);
@@ -132,6 +153,23 @@ int main(void) {
     nn_copy(z, z, 0);
     CHECK(z != NULL && z != a && z != c, "fence: a 0-float buffer is a distinct pointer ops accept with n = 0");
     nn_free(z);
+    // bf16 storage: N values fill N / 2 floats exactly; a packed range may start mid-float
+    for (int i = 0; i < N; i++) h[i] = (float)(i % 256 - 128) / 64.0f; // 8 significant bits: exact in bf16
+    nn_to_backend(a, h, N);
+    float *pk = nn_alloc(N / 2), *u = nn_alloc(N);
+    nn_pack_bf16((uint16_t *)pk, a, N);
+    nn_unpack_bf16(u, (const uint16_t *)pk, N);
+    float h2[N];
+    nn_to_host(h2, u, N);
+    int rt_ok = !memcmp(h, h2, sizeof h);
+    nn_zero(pk, N / 2), nn_zero(u, N);
+    nn_pack_bf16((uint16_t *)pk + 1, a + 1, N - 1); // bytes 2 .. 2N of the N / 2 floats
+    nn_unpack_bf16(u + 1, (const uint16_t *)pk + 1, N - 1);
+    nn_to_host(h2, u, N);
+    rt_ok &= h2[0] == 0.0f && !memcmp(h + 1, h2 + 1, (N - 1) * sizeof(float));
+    CHECK(rt_ok, "fence: nn_pack_bf16 / nn_unpack_bf16 of N values through N / 2 floats, and of N - 1 from bf16 "
+          "offset 1 (round trips exact)");
+    nn_free(pk), nn_free(u);
     nn_free(a);
     nn_free(c);
 
@@ -159,5 +197,11 @@ int main(void) {
     CHECK_DIES(freed_to_op, NULL, "nn_scale: parameter x", "fence: a freed buffer passed to nn_scale dies");
     CHECK_DIES(double_free, NULL, "nn_free(", "fence: a double free dies");
     CHECK_DIES(misaligned, NULL, "not float-aligned", "fence: a misaligned pointer dies");
+    CHECK_DIES(pack_past_end, NULL, "nn_pack_bf16: parameter dst", "fence: nn_pack_bf16 of N + 1 values into N / 2 floats dies");
+    CHECK_DIES(pack_past_end, NULL, "covers 1001 bf16 values", "fence: ... counting the packed extent in bf16 values");
+    CHECK_DIES(pack_odd_offset_past_end, NULL, "1 bf16 values past the end",
+               "fence: nn_pack_bf16 of N values from bf16 offset 1 of N / 2 floats dies (1 value past the end)");
+    CHECK_DIES(unpack_past_end, NULL, "nn_unpack_bf16: parameter src", "fence: nn_unpack_bf16 reading past a packed buffer dies");
+    CHECK_DIES(pack_misaligned, NULL, "not 2-byte-aligned", "fence: a packed pointer at an odd byte dies");
     return test_summary();
 }

@@ -16,8 +16,11 @@
 #   data       well-euler (CPU), shared by both
 #   ae         train-ae, 1 step: AdamW, no attention, no dropout
 #   ae-psgd    train-ae, 2 steps: PSGD (the paper's AE optimizer), attention at level 1, dropout 0.05
+#   ae-act     as ae-psgd with ae.checkpointing=true and LOLA_ACTIVATIONS=bf16 on both programs (the
+#              bf16-stored, recomputing training layout of src/dcae.c; fp32 arithmetic)
 #   cache      `lola cache` with the same (CPU-trained) AE on both: every latent file
 #   dm, ns     train-dm / train-ns, 1 step each, on the CPU's latent cache (same input on both)
+#   dm-ckpt    train-dm with denoiser.checkpointing=true (blocks rerun in the backward), 1 step
 #   precision  the GPU program alone: dm 1 step in tf32, bf16, bf16 + LOLA_ATTENTION=flash, ae 1 step
 #              in bf16, each against its own fp32 run (finite, loss/grad_norm within rtol)
 #   eval       `lola eval` of the same CPU checkpoints (2 trajectories, 2 members, 4 sampler steps,
@@ -41,7 +44,7 @@ mkdir -p "$OUT" || exit 2
 # The parity checks are fp32 (the default of the CUDA backend): switches inherited from the caller
 # would change the GPU side's arithmetic, so they are cleared here (the precision section sets
 # its own).
-unset LOLA_PRECISION LOLA_TF32 LOLA_GEMM LOLA_ATTENTION LOLA_BF16_CACHE
+unset LOLA_PRECISION LOLA_TF32 LOLA_GEMM LOLA_ATTENTION LOLA_BF16_CACHE LOLA_ACTIVATIONS
 exec > >(tee "$OUT/models.log") 2>&1
 
 pick() { # first executable of the arguments (else the first argument)
@@ -192,6 +195,13 @@ A=(-c "$CFG" dataset.root="$W/data")
 both ae 1 $LR_AE "$W/c" "$W/g" ae/state.h5 -- train-ae "${A[@]}"
 PSGD=('ae.attention_heads={1: 2}' ae.dropout=0.05 ae_optim.optimizer=psgd 'ae_optim.betas=[0.9]')
 both ae-psgd 2 $LR_AE "$W/cp" "$W/gp" ae/state.h5 -- train-ae "${A[@]}" "${PSGD[@]}"
+# The same with the smallest training layout: both sides round the kept tensors to bf16 the same way
+# (nn_pack_bf16 is bit-identical across backends); a 1-ulp fp32 difference next to a bf16 rounding
+# boundary moves one stored value by 2^-8 (expected to stay inside compare.py's tolerances for 2 steps;
+# not yet seen on a GPU).
+export LOLA_ACTIVATIONS=bf16
+both ae-act 2 $LR_AE "$W/ca" "$W/ga" ae/state.h5 -- train-ae "${A[@]}" "${PSGD[@]}" ae.checkpointing=true
+unset LOLA_ACTIVATIONS
 
 # ------------------------------------------------------------------------------------------------
 # cache: the CPU AE (W/c/ae, 1 step) on both
@@ -228,6 +238,11 @@ if [ -d "$W/c/ae/cache" ]; then
     cp -r "$W/c/ae" "$W/gd/ae"
     both dm 1 $LR_DM "$W/c" "$W/gd" dm/state.h5 -- train-dm "${A[@]}"
     both ns 1 $LR_NS "$W/c" "$W/gd" ns/state.h5 -- train-ns "${A[@]}"
+    # the checkpointed ViT layout (blocks rerun in the backward) on both programs
+    mkdir -p "$W/ck" "$W/gk"
+    cp -r "$W/c/ae" "$W/ck/ae"
+    cp -r "$W/c/ae" "$W/gk/ae"
+    both dm-ckpt 1 $LR_DM "$W/ck" "$W/gk" dm/state.h5 -- train-dm "${A[@]}" denoiser.checkpointing=true
 else
     skip "dm, ns: no CPU latent cache"
 fi

@@ -18,6 +18,8 @@
 //   --bench   time conv / linear / attention (fp32, tf32, bf16; attention also with the fused
 //             kernels, LOLA_ATTENTION=flash) and memory-bound ops at the model shapes
 //   --only    run only the named test sections (--list prints them); no coverage check then
+//   --print-switches  only nn_init, then print the bf16 activation switch and the precision (the
+//             probe that section bf16_switch runs in child processes with their own environment)
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -391,6 +393,236 @@ static void test_blas1(void) {
     CHECK(nn_all_finite(x.g, n) == 0, "nn_all_finite sees -Inf in the last element");
     CHECK(nn_all_finite(x.g, n - 1) == 1, "nn_all_finite on the finite prefix");
     pfree(x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16 activation storage (nn.h): nn_pack_bf16 / nn_unpack_bf16 bit for bit against the CPU
+// backend (both use the same integer round-to-nearest-even formula: src/cpu/bf16.c, cuda/bf16.cu),
+// every byte of the destination buffers compared, so a write outside [dst, dst + n) is seen too;
+// and the switch nn_bf16_activations: LOLA_ACTIVATIONS, the default per precision mode (probed in
+// child processes of this program, --print-switches, each with its own environment), the setter.
+
+static uint32_t f2u(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+static float u2f(uint32_t u) {
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+// Packs host values x (n) with dst / src at element offsets od / os on both backends, then unpacks
+// the result into a float buffer at offset os; compares the whole packed and unpacked buffers
+// (sentinels around the ranges included) bit for bit. Returns the GPU's unpacked values (host
+// memory the caller frees) when rt != NULL.
+static int bf16_pack_case(const char *what, const float *x, size_t n, int od, int os, float **rt) {
+    size_t pf = ((size_t)od + n + 1) / 2 + 2, uf = (size_t)os + n + 3; // floats of the packed / unpacked buffers
+    Pair s = pnew((size_t)os + n + 1), p = pnew(pf), u = pnew(uf);
+    memset(s.c, 0x5A, s.n * sizeof(float)), memcpy(s.c + os, x, n * sizeof(float)), psync(s);
+    memset(p.c, 0xA5, pf * sizeof(float)), psync(p);
+    memset(u.c, 0xC3, uf * sizeof(float)), psync(u);
+    cpu_nn_pack_bf16((uint16_t *)p.c + od, s.c + os, n), nn_pack_bf16((uint16_t *)p.g + od, s.g + os, n);
+    cpu_nn_unpack_bf16(u.c + os, (uint16_t *)p.c + od, n), nn_unpack_bf16(u.g + os, (uint16_t *)p.g + od, n);
+    const float *gp = gpu_of(p.g, pf);
+    size_t bad = 0, first = 0;
+    const uint16_t *gh = (const uint16_t *)gp, *ch = (const uint16_t *)p.c;
+    for (size_t i = 0; i < 2 * pf; i++)
+        if (gh[i] != ch[i] && !bad++) first = i;
+    if (bad)
+        printf("  %s: packed element %td: gpu 0x%04X cpu 0x%04X (input 0x%08X)\n", what, (ptrdiff_t)first - od, gh[first],
+               ch[first], first >= (size_t)od && first < od + n ? f2u(x[first - od]) : 0u);
+    const float *gu = gpu_of(u.g, uf);
+    size_t badu = 0;
+    for (size_t i = 0; i < uf; i++) badu += f2u(gu[i]) != f2u(u.c[i]);
+    CHECK(bad == 0 && badu == 0, "%s: n = %zu, dst +%d, src +%d: pack and unpack bit-exact, nothing else written (%zu packed, %zu unpacked differ)",
+          what, n, od, os, bad, badu);
+    if (rt) {
+        *rt = LOLA_NEW(float, n);
+        memcpy(*rt, gu + os, n * sizeof(float));
+    }
+    pfree(s), pfree(p), pfree(u);
+    return bad == 0 && badu == 0;
+}
+
+// --print-switches in a child with the environment `sets` ("NAME=value" or "NAME" to unset, NULL
+// ended): its output (stdout + stderr) into out; returns the exit status (-1: did not exit).
+static int probe_switches(const char *const *sets, char *out, size_t cap) {
+    extern char **environ;
+    size_t ne = 0, ns = 0;
+    while (environ[ne]) ne++;
+    while (sets[ns]) ns++;
+    char **env = LOLA_NEW(char *, ne + ns + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++) {
+        int drop = 0;
+        for (size_t j = 0; j < ns; j++) {
+            size_t l = strcspn(sets[j], "=");
+            if (!strncmp(environ[i], sets[j], l) && environ[i][l] == '=') drop = 1;
+        }
+        if (!drop) env[k++] = environ[i];
+    }
+    for (size_t j = 0; j < ns; j++)
+        if (strchr(sets[j], '=')) env[k++] = (char *)sets[j];
+    env[k] = NULL;
+    int fds[2];
+    if (pipe(fds) != 0) lola_die("probe_switches: pipe failed");
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) { // only async-signal-safe calls until execve (the parent holds a CUDA context)
+        close(fds[0]);
+        dup2(fds[1], 1), dup2(fds[1], 2);
+        char *argv[] = {(char *)"test_gpu_ops", (char *)"--print-switches", NULL};
+        execve("/proc/self/exe", argv, env);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(fds[0], out + n, cap - 1 - n)) > 0) n += (size_t)r;
+    out[n] = 0;
+    char sink[256];
+    while (read(fds[0], sink, sizeof sink) > 0) {}
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    free(env);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_bf16_switch(void) {
+    covered("nn_bf16_activations"), covered("nn_set_bf16_activations");
+    // This process: the environment's value (no other section calls the setter).
+    const char *ea = getenv("LOLA_ACTIVATIONS");
+    int want = ea && ea[0] ? !strcasecmp(ea, "bf16") : !selfcheck && env_prec == NN_PREC_BF16;
+    int cur = nn_bf16_activations();
+    CHECK(cur == want, "nn_bf16_activations() = %d from the environment (LOLA_ACTIVATIONS=%s, precision %s%s)", cur,
+          ea ? ea : "(unset)", nn_cuda_precision_name(env_prec), selfcheck ? ", self-check: CPU default 0" : "");
+    CHECK(cpu_nn_bf16_activations() == (ea && ea[0] ? !strcasecmp(ea, "bf16") : 0),
+          "CPU backend: nn_bf16_activations() = %d (default 0 on the CPU)", cpu_nn_bf16_activations());
+    nn_set_bf16_activations(!cur);
+    int after_set = nn_bf16_activations();
+    nn_init(0); // a later nn_init must not undo the setter
+    int after_init = nn_bf16_activations();
+    int named = strstr(nn_backend_name(), "bf16 activations") != NULL;
+    nn_cuda_set_precision(cur ? NN_PREC_FP32 : NN_PREC_BF16); // the precision does not move it either
+    int after_prec = nn_bf16_activations();
+    nn_cuda_set_precision(NN_PREC_FP32);
+    CHECK(after_set == !cur && after_init == !cur && after_prec == !cur && named == !cur,
+          "nn_set_bf16_activations(%d): %d, after nn_init %d, after nn_cuda_set_precision %d; backend name %s it",
+          !cur, after_set, after_init, after_prec, named ? "names" : "does not name");
+    nn_set_bf16_activations(cur);
+    CHECK(nn_bf16_activations() == cur && (strstr(nn_backend_name(), "bf16 activations") != NULL) == cur,
+          "nn_set_bf16_activations(%d) restores it", cur);
+
+    // Fresh processes: LOLA_ACTIVATIONS and the default of each precision mode (the CUDA default is
+    // 1 in bf16 mode only; the self-check's "GPU" is the CPU backend: 0 in every mode).
+    const struct {
+        const char *sets[3];
+        int want;
+    } cases[] = {
+        {{"LOLA_PRECISION=bf16", "LOLA_ACTIVATIONS", NULL}, -1},
+        {{"LOLA_PRECISION=tf32", "LOLA_ACTIVATIONS", NULL}, 0},
+        {{"LOLA_PRECISION=fp32", "LOLA_ACTIVATIONS=BF16", NULL}, 1},
+        {{"LOLA_PRECISION=bf16", "LOLA_ACTIVATIONS=fp32", NULL}, 0},
+    };
+    char out[8192];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int w = cases[c].want < 0 ? !selfcheck : cases[c].want;
+        int st = probe_switches(cases[c].sets, out, sizeof out);
+        const char *v = strstr(out, "bf16_activations=");
+        int got = v ? atoi(v + strlen("bf16_activations=")) : -1;
+        if (st != 0 || got != w) printf("  child exit %d, output: %s\n", st, out);
+        CHECK(st == 0 && got == w, "fresh process with %s, %s: nn_bf16_activations() = %d (expected %d)", cases[c].sets[0],
+              cases[c].sets[1], got, w);
+    }
+    const char *bad[] = {"LOLA_ACTIVATIONS=half", "LOLA_PRECISION", NULL};
+    int st = probe_switches(bad, out, sizeof out);
+    printf("  message: %.*s\n", (int)strcspn(out, "\n"), out);
+    CHECK(st != 0 && strstr(out, "LOLA_ACTIVATIONS='half'") && strstr(out, "expected fp32 or bf16") &&
+              (selfcheck || strstr(out, "cuda/memory.cu")),
+          "LOLA_ACTIVATIONS=half: the GPU backend's nn_init dies naming the variable and fp32 / bf16 (exit %d)", st);
+}
+
+static void test_bf16_storage(void) {
+    covered("nn_pack_bf16"), covered("nn_unpack_bf16");
+    // Special values: signed zeros, denormals (ties both ways), smallest normal, ties to even both
+    // ways, just below / above half, carries into the exponent, the largest bf16 and the ties past
+    // it, FLT_MAX, infinities, NaNs with different payloads (low half only, high half, all bits)
+    // and signs, signalling NaNs.
+    const uint32_t sp[] = {
+        0x00000000u, 0x80000000u, 0x00000001u, 0x80000001u, 0x00008000u, 0x00008001u, 0x00018000u, 0x80018000u,
+        0x00010000u, 0x007FFFFFu, 0x807FFFFFu, 0x00800000u, 0x80800000u, 0x00808000u, 0x00818000u, 0x3F800000u,
+        0xBF800000u, 0x3F808000u, 0x3F818000u, 0xBF808000u, 0xBF818000u, 0x3F807FFFu, 0x3F808001u, 0x3F80FFFFu,
+        0x3FFFFFFFu, 0x3FFF7FFFu, 0x3FFF8000u, 0x7F7F0000u, 0x7F7F7FFFu, 0x7F7F8000u, 0x7F7FFFFFu, 0xFF7FFFFFu,
+        0x7F7E8000u, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0xFF800001u, 0x7F80FFFFu,
+        0x7FA00000u, 0xFFA00000u, 0x7FBFFFFFu, 0x7FFFFFFFu, 0xFFFFFFFFu, 0x7FC0DEADu, 0x7F808000u, 0x7FFF8000u,
+    };
+    size_t nsp = sizeof sp / sizeof sp[0];
+    float *x = LOLA_NEW(float, nsp);
+    for (size_t i = 0; i < nsp; i++) x[i] = u2f(sp[i]);
+    float *rt = NULL;
+    bf16_pack_case("bf16 special values", x, nsp, 0, 0, &rt);
+    size_t canon = 0, nnan = 0;
+    for (size_t i = 0; i < nsp; i++)
+        if (isnan(x[i])) nnan++, canon += f2u(rt[i]) == 0x7FFF0000u;
+    CHECK(canon == nnan, "bf16: every NaN (%zu with different payloads and signs) packs to 0x7FFF on the GPU (%zu do)", nnan,
+          canon);
+    // a few results by hand (the rest is the CPU backend's, checked against a float64 reference in
+    // tests/test_bf16.c): input -> bf16 << 16
+    const uint32_t hand[][2] = {
+        {0x7F800000u, 0x7F800000u}, {0xFF800000u, 0xFF800000u}, {0x7F7FFFFFu, 0x7F800000u}, // inf kept, FLT_MAX -> inf
+        {0x7F7F8000u, 0x7F800000u}, {0x7F7F7FFFu, 0x7F7F0000u}, {0x80000000u, 0x80000000u}, // tie past max -> inf; -0
+        {0x3F808000u, 0x3F800000u}, {0x3F818000u, 0x3F820000u}, {0x00018000u, 0x00020000u}, // ties to even, denormal
+        {0x007FFFFFu, 0x00800000u}, {0x3FFFFFFFu, 0x40000000u},                            // carries into the exponent
+    };
+    size_t hand_ok = 0, nhand = sizeof hand / sizeof hand[0];
+    for (size_t h = 0; h < nhand; h++)
+        for (size_t i = 0; i < nsp; i++)
+            if (sp[i] == hand[h][0]) {
+                hand_ok += f2u(rt[i]) == hand[h][1];
+                break;
+            }
+    CHECK(hand_ok == nhand, "bf16 on the GPU: +-inf kept, FLT_MAX and the tie past the largest bf16 -> inf, -0 kept, ties "
+          "to even both ways, carries (%zu of %zu hand-computed values)", hand_ok, nhand);
+    free(x), free(rt);
+
+    // Random data: normal values over many scales, and random bit patterns (NaN, inf, denormals).
+    size_t n = 100003;
+    x = LOLA_NEW(float, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = i % 5 == 0 ? u2f((uint32_t)rng_next(&R)) : (float)rng_normal(&R) * ldexpf(1.0f, (int)rng_below(&R, 80) - 40);
+    bf16_pack_case("bf16 random", x, n, 0, 0, NULL);
+    for (int od = 0; od < 4; od++)
+        for (int os = 0; os < 4; os++)
+            if (od || os) bf16_pack_case("bf16 random, unaligned", x, 10007 - (size_t)(od + 2 * os), od, os, NULL);
+    bf16_pack_case("bf16 n = 1", x, 1, 1, 0, NULL);
+    bf16_pack_case("bf16 n = 0", x, 0, 1, 3, NULL);
+    bf16_pack_case("bf16 n = 0", x, 0, 0, 0, NULL);
+    free(x);
+
+    // Large n (vectorised path, aligned; scalar path, dst +1) and the round-trip error bound.
+    n = 3000001;
+    x = LOLA_NEW(float, n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t e = 1 + (uint32_t)rng_below(&R, 253), m = (uint32_t)rng_next(&R) & 0x7FFFFFu; // normal, no overflow
+        x[i] = u2f((uint32_t)(rng_next(&R) & 1) << 31 | e << 23 | m);
+    }
+    bf16_pack_case("bf16 large", x, n, 0, 0, &rt);
+    double worst = 0.0;
+    size_t beyond = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs((double)x[i] - rt[i]) / fabs((double)x[i]);
+        if (!(r <= ldexp(1.0, -8))) beyond++;
+        if (r > worst) worst = r;
+    }
+    // 2^-8 = the unit roundoff of 8 significant bits (half an ulp over the smallest |x| of a binade).
+    CHECK(beyond == 0 && worst > ldexp(1.0, -9), "bf16 round trip on the GPU: |x - unpack(pack(x))| <= 2^-8 |x| for %zu normal x (worst %.4f * 2^-8, %zu beyond)",
+          n, worst / ldexp(1.0, -8), beyond);
+    free(rt);
+    bf16_pack_case("bf16 large, unaligned", x, n - 2, 1, 2, NULL);
+    free(x);
 }
 
 static void test_silu_dropout_randn(void) {
@@ -2418,6 +2650,8 @@ typedef struct {
 } Section;
 static void sec_memory(int big) { (void)big, test_memory(); }
 static void sec_blas1(int big) { (void)big, test_blas1(); }
+static void sec_bf16_storage(int big) { (void)big, test_bf16_storage(); }
+static void sec_bf16_switch(int big) { (void)big, test_bf16_switch(); }
 static void sec_silu(int big) { (void)big, test_silu_dropout_randn(); }
 static void sec_image(int big) { (void)big, test_image_ops(); }
 static void sec_layernorm(int big) { (void)big, test_layernorm(); }
@@ -2430,7 +2664,8 @@ static void sec_adamw(int big) { (void)big, test_adamw(); }
 static void sec_determinism(int big) { (void)big, test_determinism(); }
 static void sec_bf16_cache(int big) { (void)big, test_bf16_cache(); }
 static const Section sections[] = {
-    {"memory", sec_memory},       {"blas1", sec_blas1},         {"silu_dropout_randn", sec_silu},
+    {"memory", sec_memory},       {"blas1", sec_blas1},         {"bf16_storage", sec_bf16_storage},
+    {"bf16_switch", sec_bf16_switch}, {"silu_dropout_randn", sec_silu},
     {"conv", test_conv},          {"image", sec_image},         {"linear", test_linear},
     {"layernorm", sec_layernorm}, {"modulate", sec_modulate},   {"fused_block_ops", sec_fused},   {"qk_norm_rope", test_qk_norm_rope},
     {"attention", test_attention}, {"flash_attention", test_flash_attention},
@@ -2452,7 +2687,7 @@ static int in_list(const char *list, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    int run_tests = 1, big = 0, bench = 0, quick = 0;
+    int run_tests = 1, big = 0, bench = 0, quick = 0, print_switches = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-tests")) run_tests = 0;
@@ -2460,11 +2695,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bench")) bench = 1;
         else if (!strcmp(argv[i], "--bench-quick")) bench = 1, quick = 1;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--print-switches")) print_switches = 1;
         else if (!strcmp(argv[i], "--list")) {
             for (int k = 0; k < N_SECTIONS; k++) printf("%s\n", sections[k].name);
             return 0;
         } else {
-            fprintf(stderr, "usage: %s [--no-tests] [--big] [--bench] [--bench-quick] [--only s1,s2] [--list]\n",
+            fprintf(stderr, "usage: %s [--no-tests] [--big] [--bench] [--bench-quick] [--only s1,s2] [--list] [--print-switches]\n",
                     argv[0]);
             return 2;
         }
@@ -2479,6 +2715,12 @@ int main(int argc, char **argv) {
             if (!found) lola_die("--only: unknown section '%.*s' (see --list)", (int)len, p);
             p = e ? e + 1 : p + len;
         }
+    if (print_switches) { // the probe of section bf16_switch: what nn_init made of this environment
+        nn_init(0);
+        printf("bf16_activations=%d precision=%s backend=%s\n", nn_bf16_activations(),
+               nn_cuda_precision_name(nn_cuda_precision()), nn_backend_name());
+        return 0;
+    }
     R = rng_seed(20261130);
     cpu_nn_init(-1);
     nn_init(0);
