@@ -123,14 +123,9 @@ static int env_attention_impl(void) {
 // empty: dflt (1 in the bf16 precision mode, else 0). Read once, by the first nn_init, like the
 // other switches; nn_set_bf16_activations overrides it (a later nn_init is a no-op).
 static int env_activations(int dflt) {
-    const char *s = getenv("LOLA_ACTIVATIONS");
-    if (!s || !s[0]) return dflt;
-    if (!strcasecmp(s, "fp32")) return 0;
-    if (!strcasecmp(s, "bf16")) return 1;
-    lola_die("environment variable LOLA_ACTIVATIONS='%s': expected fp32 or bf16 (the storage of the activations "
-             "saved for backward; unset: bf16 with LOLA_PRECISION=bf16, else fp32)",
-             s);
-    return dflt;
+    static const char *const names[] = {"fp32", "bf16"};
+    return lola_env_choice("LOLA_ACTIVATIONS", names, 2, dflt,
+                           "the storage of the activations saved for backward; unset: bf16 with LOLA_PRECISION=bf16, else fp32");
 }
 
 // nn_backend_name(): the device (G.hw, fixed at init) plus the switches that change results or

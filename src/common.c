@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -119,6 +120,19 @@ double lola_time(void) {
 int lola_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int lola_env_choice(const char *var, const char *const *names, int n, int dflt, const char *what) {
+    const char *s = getenv(var);
+    if (!s || !s[0]) return dflt;
+    char list[256] = "";
+    for (int i = 0; i < n; i++) {
+        if (!strcasecmp(s, names[i])) return i;
+        size_t L = strlen(list);
+        snprintf(list + L, sizeof list - L, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+    }
+    lola_die("environment variable %s='%s': expected %s%s%s%s", var, s, list, what ? " (" : "", what ? what : "", what ? ")" : "");
+    return dflt;
 }
 
 void lola_mkdirs(const char *path) {

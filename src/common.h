@@ -64,6 +64,10 @@ double lola_time(void);
 void lola_mkdirs(const char *path);
 // 1 if path exists (file or directory).
 int lola_exists(const char *path);
+// Environment switch with a fixed set of values: the index in names (n of them, compared without
+// case) of the value of variable var; dflt when it is unset or empty. Any other value dies naming
+// the variable, the value, the accepted values and, when not NULL, what (what the switch does).
+int lola_env_choice(const char *var, const char *const *names, int n, int dflt, const char *what);
 // Write a whole buffer to path atomically: path.tmp, fsync, rename. Dies on failure.
 void lola_write_atomic(const char *path, const void *data, size_t n);
 

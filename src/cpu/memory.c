@@ -27,14 +27,9 @@ static int act_bf16 = 0, act_env_read = 0, act_set = 0;
 
 // LOLA_ACTIVATIONS=fp32|bf16 (case-insensitive): 0 or 1; unset or empty: dflt. Dies otherwise.
 static int env_activations(int dflt) {
-    const char *s = getenv("LOLA_ACTIVATIONS");
-    if (!s || !s[0]) return dflt;
-    if (!strcasecmp(s, "fp32")) return 0;
-    if (!strcasecmp(s, "bf16")) return 1;
-    lola_die("environment variable LOLA_ACTIVATIONS='%s': expected fp32 or bf16 (the storage of the activations "
-             "saved for backward; unset: fp32 on the CPU backend)",
-             s);
-    return dflt;
+    static const char *const names[] = {"fp32", "bf16"};
+    return lola_env_choice("LOLA_ACTIVATIONS", names, 2, dflt,
+                           "the storage of the activations saved for backward; unset: fp32 on the CPU backend");
 }
 
 void cpu_ensure_init(void) {
