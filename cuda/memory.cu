@@ -61,7 +61,7 @@ static struct {
     cublasHandle_t cublas;
     cudnnHandle_t cudnn; // NULL if unavailable
     int prec, gemm_impl, det, conv_impl, verbose, attn_impl;
-    int act_bf16; // nn_bf16_activations (LOLA_ACTIVATIONS; default from the precision at nn_init)
+    int act_bf16; // nn_bf16_activations (LOLA_ACTIVATIONS at nn_init; default 0)
     char device_name[256];
     char name[512];
     char hw[384]; // device, runtime and library versions (nn_backend_name without the switches)
@@ -120,12 +120,12 @@ static int env_attention_impl(void) {
 }
 
 // LOLA_ACTIVATIONS=fp32|bf16 (case-insensitive; nn.h "bf16 activation storage"): 0 or 1; unset or
-// empty: dflt (1 in the bf16 precision mode, else 0). Read once, by the first nn_init, like the
+// empty: dflt (0 in every precision mode). Read once, by the first nn_init, like the
 // other switches; nn_set_bf16_activations overrides it (a later nn_init is a no-op).
 static int env_activations(int dflt) {
     static const char *const names[] = {"fp32", "bf16"};
     return lola_env_choice("LOLA_ACTIVATIONS", names, 2, dflt,
-                           "the storage of the activations saved for backward; unset: bf16 with LOLA_PRECISION=bf16, else fp32");
+                           "the storage of the activations saved for backward; unset: fp32");
 }
 
 // nn_backend_name(): the device (G.hw, fixed at init) plus the switches that change results or
@@ -156,7 +156,7 @@ extern "C" void nn_init(int local_rank) {
     snprintf(G.device_name, sizeof G.device_name, "%s", prop.name);
     G.stream = 0; // the legacy default stream: ordered with cudaMemcpy and every library call
     G.prec = env_precision();
-    G.act_bf16 = env_activations(G.prec == NN_PREC_BF16); // the precision the environment asks for
+    G.act_bf16 = env_activations(0); // fp32 unless asked: the packing passes cost time (nn.h)
     G.gemm_impl = env_gemm_impl();
     G.attn_impl = env_attention_impl();
     G.det = env_int("LOLA_DETERMINISTIC", 0) != 0;
@@ -227,8 +227,8 @@ extern "C" int nn_cuda_precision(void) {
 extern "C" const char *nn_cuda_precision_name(int prec) {
     return prec >= NN_PREC_FP32 && prec <= NN_PREC_BF16 ? prec_names[prec] : "?";
 }
-// bf16 activation storage switch (nn.h). Fixed by nn_init from LOLA_ACTIVATIONS, or from the
-// environment's precision mode; a later nn_cuda_set_precision does not change it.
+// bf16 activation storage switch (nn.h). Fixed by nn_init from LOLA_ACTIVATIONS (default fp32 in
+// every precision mode); nn_cuda_set_precision does not change it.
 extern "C" int nn_bf16_activations(void) {
     lcu_ensure_init();
     return G.act_bf16;

@@ -17,10 +17,10 @@
 //                               use TF32.
 //   LOLA_ACTIVATIONS=fp32|bf16  storage of the activations models save for backward (nn.h "bf16
 //                         activation storage": nn_bf16_activations, setter nn_set_bf16_activations;
-//                         case-insensitive, any other value is an error). Unset: bf16 when
-//                         LOLA_PRECISION=bf16 (autocast keeps bf16 activations), else fp32. Fixed
-//                         by nn_init from the environment's precision: nn_cuda_set_precision does
-//                         not change it. The CPU backend reads it too (default fp32 there).
+//                         case-insensitive, any other value is an error). Unset: fp32 in every
+//                         precision mode (the pack / unpack passes cost time; autocast would keep
+//                         bf16 activations). Fixed by nn_init: nn_cuda_set_precision does not
+//                         change it. The CPU backend reads it too (same default).
 //   LOLA_TF32=1           alias of LOLA_PRECISION=tf32 (LOLA_PRECISION wins when both are set;
 //                         LOLA_TF32=1 with LOLA_PRECISION=fp32 is an error)
 //   LOLA_GEMM=auto|cublas|lt  engine of linear_forward/backward (default auto: cuBLAS SGEMM in

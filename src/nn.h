@@ -55,8 +55,8 @@ size_t nn_bytes_peak(void);
 // buffer of n values is carved from nn_alloc memory (float *) and takes (n + 1) / 2 floats.
 
 // 1 when models store saved activations in bf16, 0 for fp32. Set by nn_init from
-// LOLA_ACTIVATIONS=fp32|bf16 (any other value is an error); unset: 0 on the CPU, and on CUDA 1 in
-// the bf16 precision mode (LOLA_PRECISION=bf16, autocast keeps bf16 activations) else 0.
+// LOLA_ACTIVATIONS=fp32|bf16 (any other value is an error); unset: 0 on every backend and in every
+// precision mode (the pack / unpack passes cost time; bf16 storage is asked for, not implied).
 int nn_bf16_activations(void);
 // Overrides the switch (tests, tools). Models read it when they lay out their activation arena,
 // so change it only between training steps (a model re-plans its arena when it changes).

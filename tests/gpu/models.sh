@@ -22,7 +22,8 @@
 #   dm, ns     train-dm / train-ns, 1 step each, on the CPU's latent cache (same input on both)
 #   dm-ckpt    train-dm with denoiser.checkpointing=true (blocks rerun in the backward), 1 step
 #   precision  the GPU program alone: dm 1 step in tf32, bf16, bf16 + LOLA_ATTENTION=flash, ae 1 step
-#              in bf16, each against its own fp32 run (finite, loss/grad_norm within rtol)
+#              in bf16 and in bf16 + LOLA_ACTIVATIONS=bf16, each against its own fp32 run (finite,
+#              loss/grad_norm within rtol)
 #   eval       `lola eval` of the same CPU checkpoints (2 trajectories, 2 members, 4 sampler steps,
 #              6 states): stats.csv
 #   resume     portability: the CPU AE checkpoint resumed for 1 step by the GPU program vs by the
@@ -303,6 +304,7 @@ if [ -z "$GPU_DEAD" ] && [ -f "$W/gd/dm/metrics.jsonl" ]; then
     prec_smoke prec-dm-bf16 "$W/gd" dm 5e-2 LOLA_PRECISION=bf16 -- train-dm "${A[@]}"
     prec_smoke prec-dm-bf16-flash "$W/gd" dm 5e-2 LOLA_PRECISION=bf16 LOLA_ATTENTION=flash -- train-dm "${A[@]}"
     prec_smoke prec-ae-bf16 "$W/g" ae 5e-2 LOLA_PRECISION=bf16 -- train-ae "${A[@]}"
+    prec_smoke prec-ae-bf16-act "$W/g" ae 5e-2 LOLA_PRECISION=bf16 LOLA_ACTIVATIONS=bf16 -- train-ae "${A[@]}"
 else
     skip "precision: no fp32 GPU dm run (or no usable GPU)"
 fi

@@ -495,10 +495,10 @@ static void test_bf16_switch(void) {
     covered("nn_bf16_activations"), covered("nn_set_bf16_activations");
     // This process: the environment's value (no other section calls the setter).
     const char *ea = getenv("LOLA_ACTIVATIONS");
-    int want = ea && ea[0] ? !strcasecmp(ea, "bf16") : !selfcheck && env_prec == NN_PREC_BF16;
+    int want = ea && ea[0] ? !strcasecmp(ea, "bf16") : 0; // default fp32 in every mode
     int cur = nn_bf16_activations();
-    CHECK(cur == want, "nn_bf16_activations() = %d from the environment (LOLA_ACTIVATIONS=%s, precision %s%s)", cur,
-          ea ? ea : "(unset)", nn_cuda_precision_name(env_prec), selfcheck ? ", self-check: CPU default 0" : "");
+    CHECK(cur == want, "nn_bf16_activations() = %d from the environment (LOLA_ACTIVATIONS=%s, precision %s)", cur,
+          ea ? ea : "(unset)", nn_cuda_precision_name(env_prec));
     CHECK(cpu_nn_bf16_activations() == (ea && ea[0] ? !strcasecmp(ea, "bf16") : 0),
           "CPU backend: nn_bf16_activations() = %d (default 0 on the CPU)", cpu_nn_bf16_activations());
     nn_set_bf16_activations(!cur);
@@ -516,20 +516,20 @@ static void test_bf16_switch(void) {
     CHECK(nn_bf16_activations() == cur && (strstr(nn_backend_name(), "bf16 activations") != NULL) == cur,
           "nn_set_bf16_activations(%d) restores it", cur);
 
-    // Fresh processes: LOLA_ACTIVATIONS and the default of each precision mode (the CUDA default is
-    // 1 in bf16 mode only; the self-check's "GPU" is the CPU backend: 0 in every mode).
+    // Fresh processes: LOLA_ACTIVATIONS and the default of each precision mode (0 in every mode).
     const struct {
         const char *sets[3];
         int want;
     } cases[] = {
-        {{"LOLA_PRECISION=bf16", "LOLA_ACTIVATIONS", NULL}, -1},
+        {{"LOLA_PRECISION=bf16", "LOLA_ACTIVATIONS", NULL}, 0},
+        {{"LOLA_PRECISION=bf16", "LOLA_ACTIVATIONS=bf16", NULL}, 1},
         {{"LOLA_PRECISION=tf32", "LOLA_ACTIVATIONS", NULL}, 0},
         {{"LOLA_PRECISION=fp32", "LOLA_ACTIVATIONS=BF16", NULL}, 1},
         {{"LOLA_PRECISION=bf16", "LOLA_ACTIVATIONS=fp32", NULL}, 0},
     };
     char out[8192];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        int w = cases[c].want < 0 ? !selfcheck : cases[c].want;
+        int w = cases[c].want;
         int st = probe_switches(cases[c].sets, out, sizeof out);
         const char *v = strstr(out, "bf16_activations=");
         int got = v ? atoi(v + strlen("bf16_activations=")) : -1;
@@ -540,9 +540,8 @@ static void test_bf16_switch(void) {
     const char *bad[] = {"LOLA_ACTIVATIONS=half", "LOLA_PRECISION", NULL};
     int st = probe_switches(bad, out, sizeof out);
     printf("  message: %.*s\n", (int)strcspn(out, "\n"), out);
-    CHECK(st != 0 && strstr(out, "LOLA_ACTIVATIONS='half'") && strstr(out, "expected fp32 or bf16") &&
-              (selfcheck || strstr(out, "cuda/memory.cu")),
-          "LOLA_ACTIVATIONS=half: the GPU backend's nn_init dies naming the variable and fp32 / bf16 (exit %d)", st);
+    CHECK(st != 0 && strstr(out, "LOLA_ACTIVATIONS='half'") && strstr(out, "expected fp32 or bf16"),
+          "LOLA_ACTIVATIONS=half: nn_init dies naming the variable and fp32 / bf16 (exit %d)", st);
 }
 
 static void test_bf16_storage(void) {
