@@ -61,7 +61,7 @@ static struct {
     cublasHandle_t cublas;
     cudnnHandle_t cudnn; // NULL if unavailable
     int prec, gemm_impl, det, conv_impl, verbose, attn_impl;
-    int act_bf16; // nn_bf16_activations (LOLA_ACTIVATIONS at nn_init; default 0)
+    int act_bf16, act_read; // nn_bf16_activations; act_read: LOLA_ACTIVATIONS read (act_get)
     char device_name[256];
     char name[512];
     char hw[384]; // device, runtime and library versions (nn_backend_name without the switches)
@@ -128,13 +128,22 @@ static int env_activations(int dflt) {
                            "the storage of the activations saved for backward; unset: fp32");
 }
 
+// The switch, read from the environment on first use (by nn_init at the latest).
+static int act_get(void) {
+    if (!G.act_read) { // fp32 unless asked: packing costs passes (nn.h)
+        G.act_read = 1;
+        G.act_bf16 = env_activations(0);
+    }
+    return G.act_bf16;
+}
+
 // nn_backend_name(): the device (G.hw, fixed at init) plus the switches that change results or
 // speed; rebuilt by every setter so a run's log line names what it really used.
 static void update_name(void) {
     snprintf(G.name, sizeof G.name, "cuda (%s; %s%s%s%s%s)", G.hw,
              G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec], G.det ? ", deterministic" : "",
              G.attn_impl != NN_ATTN_GEMM ? ", attention " : "",
-             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "", G.act_bf16 ? ", bf16 activations" : "");
+             G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "", act_get() ? ", bf16 activations" : "");
 }
 
 // Device selection: local_rank mod device count (local_rank < 0: device 0). Prints only with
@@ -156,7 +165,7 @@ extern "C" void nn_init(int local_rank) {
     snprintf(G.device_name, sizeof G.device_name, "%s", prop.name);
     G.stream = 0; // the legacy default stream: ordered with cudaMemcpy and every library call
     G.prec = env_precision();
-    G.act_bf16 = env_activations(0); // fp32 unless asked: the packing passes cost time (nn.h)
+    act_get(); // a bad LOLA_ACTIVATIONS stops the program here, at start-up
     G.gemm_impl = env_gemm_impl();
     G.attn_impl = env_attention_impl();
     G.det = env_int("LOLA_DETERMINISTIC", 0) != 0;
@@ -227,16 +236,14 @@ extern "C" int nn_cuda_precision(void) {
 extern "C" const char *nn_cuda_precision_name(int prec) {
     return prec >= NN_PREC_FP32 && prec <= NN_PREC_BF16 ? prec_names[prec] : "?";
 }
-// bf16 activation storage switch (nn.h). Fixed by nn_init from LOLA_ACTIVATIONS (default fp32 in
-// every precision mode); nn_cuda_set_precision does not change it.
-extern "C" int nn_bf16_activations(void) {
-    lcu_ensure_init();
-    return G.act_bf16;
-}
+// bf16 activation storage switch (nn.h): LOLA_ACTIVATIONS (default fp32 in every precision mode),
+// or the setter. Neither needs the device, so memory planning (`lola info`, dcae_arena_floats) works
+// on a machine without a GPU; nn_cuda_set_precision does not change it.
+extern "C" int nn_bf16_activations(void) { return act_get(); }
 extern "C" void nn_set_bf16_activations(int on) {
-    lcu_ensure_init();
+    act_get(); // a bad LOLA_ACTIVATIONS is an error even when a setter overrides it
     G.act_bf16 = on != 0;
-    update_name();
+    if (G.init) update_name();
 }
 extern "C" void nn_cuda_set_gemm_impl(int impl) {
     lcu_ensure_init();

@@ -287,6 +287,10 @@ int stage_train_ae(const Config *cfg) {
     log_info("train-ae: %s, %d channels %dx%d, %lld train / %lld valid snapshots, DCAE %s parameters, %d rank(s)",
              cfg->dataset.name, t.C, t.H, t.W, (long long)t.wtrain.n_samples, (long long)t.wvalid.n_samples,
              fmt_count(b1, sizeof b1, t.model.table.total), R);
+    log_info("train-ae: activations %.1f MiB per rank at batch %d (%s storage, %s)",
+             (double)dcae_arena_floats(&dc, micro > 0 ? micro : 1, t.H, t.W) * 4.0 / 1048576.0, micro > 0 ? micro : 1,
+             nn_bf16_activations() ? "bf16" : "fp32",
+             dc.checkpointing ? "checkpointing: ResBlocks recomputed in the backward" : "all ResBlock tensors kept");
     char *yaml = config_yaml_string(cfg);
     TrainTask task = {"ae", &t.model.table, t.model.params, t.model.grads, &t, ae_train_batch, ae_valid_batch, NULL};
     TrainConfig tc;

@@ -68,13 +68,15 @@
 // DiT Euler torch.compile TF32 figure (59.8, DESIGN.md 9's "TF32" for that row) and the eval and
 // window figures, whose precision the reference does not record. The table prints each row's
 // settings under it (WORKLOADS[].ref_note, .mem_what); RESULT/JSON carry ref_other too. The goal
-// and the ratio are shown only where the run is comparable (paper size, no --set); else "n/c".
+// and the ratio are shown only where the run is comparable (paper size, no --set except the
+// memory-only checkpointing keys); else "n/c".
 //
 // Sizes (--size): paper (default on CUDA builds) = the shapes above; small (default on CPU builds)
 // and tiny shrink widths, depths, resolution, batch and members through config overrides (SIZES
 // below) but run exactly the same code; the reference columns are then not comparable (no goal,
 // no ratio: "n/c"). --set key=value (repeatable) adds config overrides after the size's own; with
-// any --set the reference columns are not comparable either (also at the paper size). A bad --set
+// any --set the reference columns are not comparable either (also at the paper size), except
+// ae./denoiser./surrogate.checkpointing, which change memory and time only. A bad --set
 // is reported with its text and its position among the --set options (exit 2).
 //
 // Measurement: each workload runs in its own child process (fork; the parent never initialises
@@ -1383,8 +1385,23 @@ static int print_model_checks(const Configs *cs) {
     return bad;
 }
 
-// The reference figures are comparable only at the paper size with the configs as they are (no --set).
-static int comparable(const Opts *o) { return !strcmp(o->size->name, "paper") && o->n_sets == 0; }
+// 1 for a --set that changes memory only, never the model or its results: the checkpointing keys
+// (blocks recomputed in the backward; bit-identical, tests/test_dcae.c, tests/test_vit.c).
+static int memory_only_set(const char *kv) {
+    static const char *keys[] = {"ae.checkpointing=", "denoiser.checkpointing=", "surrogate.checkpointing="};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strncmp(kv, keys[i], strlen(keys[i]))) return 1;
+    return 0;
+}
+
+// The reference figures are comparable only at the paper size with the configs as they are (no --set
+// other than the memory-only ones).
+static int comparable(const Opts *o) {
+    if (strcmp(o->size->name, "paper")) return 0;
+    for (int i = 0; i < o->n_sets; i++)
+        if (!memory_only_set(o->sets[i])) return 0;
+    return 1;
+}
 
 // 1 when the workload has a PyTorch reference figure at all (the PSGD workloads have none).
 static int has_ref(const Workload *w) { return w->k_tf32 || w->k_bf16 || w->k_best || w->k_other || w->k_mem_a || w->k_mem_b; }
