@@ -1,9 +1,12 @@
 // conv.cu: 2-D convolution, stride 1, zero padding K/2 (nn.h), NCHW fp32.
 //
 // Main path: cuDNN (legacy convolution API, still part of cuDNN 9). One plan per shape holds the
-// descriptors and the chosen forward / backward-data / backward-filter algorithms:
+// descriptors and, per direction (forward / backward-data / backward-filter), the usable algorithms:
 //   * algorithms come from the cuDNN heuristics (cudnnGet*_v7) or, with LOLA_CUDNN_FIND=1, from
-//     benchmarking (cudnnFind*); the first one that succeeds within the workspace limit is taken;
+//     benchmarking (cudnnFind*), best first, within the workspace limit; the first is used, and a
+//     call cuDNN refuses moves that direction to the next one (run_dir); a direction falls back only
+//     when none is left;
+//   * weights and weight gradients that are not 16-byte aligned go through an aligned scratch copy;
 //   * LOLA_DETERMINISTIC=1 restricts the choice to CUDNN_DETERMINISTIC algorithms (cuDNN's fastest
 //     backward algorithms are often not);
 //   * math: CUDNN_FMA_MATH (true fp32) unless TF32 is on, then CUDNN_TENSOR_OP_MATH.
@@ -154,21 +157,33 @@ static void im2col_backward_data(float *dx, const float *dout, const float *w, i
 // ---------------------------------------------------------------------------------------------
 // cuDNN plans
 
+// One usable (algorithm, workspace, math type) entry of cuDNN's perf list. The math type is set on
+// the descriptor before each call: cuDNN's perf results are (algorithm, math type) pairs and the
+// workspace size is that pair's (cudnnConvolutionFwdAlgoPerf_t.mathType). fp32 plans keep
+// FMA_MATH (no TF32) whatever the entry says.
+struct ConvCand {
+    int algo; // cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t of the direction
+    size_t ws;
+    cudnnMathType_t math;
+};
+#define CONV_MAX_CAND 8
+enum { DIR_FWD = 0, DIR_DATA, DIR_FILTER, DIR_N };
+// The usable candidates of one direction, best first (cuDNN's order), and the one in use: a call
+// that cuDNN refuses at run time (e.g. a pointer alignment its kernel needs, an unsupported
+// configuration the heuristics still listed) moves the direction to the next candidate and retries;
+// only when none is left does the direction fall back (im2col, or the fp32 path for bf16 plans).
+struct ConvDir {
+    ConvCand c[CONV_MAX_CAND];
+    int n, cur; // cur == n: exhausted
+};
+
 struct ConvPlan {
     int B, Cin, Cout, H, W, K, tf32, det, find, bf16;
-    int failed; // cuDNN could not do this shape: use im2col
+    int failed; // cuDNN could not build this shape's plan at all: every direction falls back
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
-    cudnnConvolutionFwdAlgo_t fwd;
-    cudnnConvolutionBwdDataAlgo_t bwd_data;
-    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
-    size_t ws_fwd, ws_data, ws_filter;
-    // Math type per direction, set on cd before each call: cuDNN's perf results are (algorithm,
-    // math type) pairs, and the workspace size is that pair's; the caller must put the pair's math
-    // type on the descriptor (cudnnConvolutionFwdAlgoPerf_t.mathType). fp32 plans keep FMA_MATH
-    // (no TF32) whatever the entry says.
-    cudnnMathType_t m_fwd, m_data, m_filter;
+    ConvDir dir[DIR_N];
 };
 
 static std::vector<ConvPlan *> plans;
@@ -181,8 +196,7 @@ static size_t ws_limit(void) {
     return (size_t)mb << 20;
 }
 
-static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
-    p->failed = 1;
+static void plan_warn(const ConvPlan *p, const char *what, cudnnStatus_t s) {
     if (p->bf16) {
         if (!warned_bf16)
             log_warn("warning: cuDNN bf16 %s failed for conv B=%d Cin=%d Cout=%d %dx%d K=%d (%s); using the fp32 path "
@@ -198,6 +212,13 @@ static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
         warned_fallback = 1;
     }
 }
+// The whole plan failed (descriptors, heuristics, no usable algorithm): every direction falls back.
+static void plan_fail(ConvPlan *p, const char *what, cudnnStatus_t s) {
+    p->failed = 1;
+    plan_warn(p, what, s);
+}
+// Every candidate of one direction failed at run time: that direction falls back from now on.
+static void plan_fail_dir(ConvPlan *p, const char *what, cudnnStatus_t s) { plan_warn(p, what, s); }
 
 #define TRY_DNN(p, what, call)                                                                       \
     do {                                                                                             \
@@ -226,13 +247,14 @@ static bool gemm_type(cudnnConvolutionBwdFilterAlgo_t a) {
            a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
 }
 
-// Picks the first usable algorithm of a perf list (sorted best first by cuDNN). Without TF32,
-// entries that would run on tensor cores (TF32 for fp32 data) are skipped; with reduced precision
-// (tf32 / bf16) only GEMM-type algorithms are taken.
-template <typename Perf, typename Algo>
-static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, Algo *algo, size_t *ws,
-                     cudnnMathType_t *math) {
-    for (int i = 0; i < n; i++) {
+// Collects the usable algorithms of a perf list (sorted best first by cuDNN) into d; returns how
+// many. Without TF32, entries that would run on tensor cores (TF32 for fp32 data) are skipped;
+// with reduced precision (tf32 / bf16) only GEMM-type algorithms are taken, and never an entry
+// that lets cuDNN down-convert fp32 data (ALLOW_CONVERSION: fp16 rounding, outside the error model).
+template <typename Perf>
+static int collect_algos(const Perf *perf, int n, int det, int tf32, int bf16, size_t limit, ConvDir *d) {
+    d->n = d->cur = 0;
+    for (int i = 0; i < n && d->n < CONV_MAX_CAND; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
         if (perf[i].memory > limit) continue;
         if (det && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
@@ -240,12 +262,13 @@ static int pick_algo(const Perf *perf, int n, int det, int tf32, size_t limit, A
         if (!tf32 && (perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
                       perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
             continue;
-        *algo = perf[i].algo;
-        *ws = perf[i].memory;
-        *math = tf32 ? perf[i].mathType : CUDNN_FMA_MATH;
-        return 1;
+        if (tf32 && !bf16 && perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+        ConvCand *c = &d->c[d->n++];
+        c->algo = (int)perf[i].algo;
+        c->ws = perf[i].memory;
+        c->math = tf32 ? perf[i].mathType : CUDNN_FMA_MATH;
     }
-    return 0;
+    return d->n;
 }
 
 static void plan_build(ConvPlan *p) {
@@ -288,7 +311,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "forward algorithm heuristics",
                     cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd, p->yd,
                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->fwd, &p->ws_fwd, &p->m_fwd)) {
+        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_FWD])) {
             plan_fail(p, "forward algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -303,7 +326,7 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-data algorithm heuristics",
                     cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd, p->xd,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_data, &p->ws_data, &p->m_data)) {
+        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_DATA])) {
             plan_fail(p, "backward-data algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -318,18 +341,20 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-filter algorithm heuristics",
                     cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd, p->wd,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        if (!pick_algo(perf, got, p->det, tensor_ops, limit, &p->bwd_filter, &p->ws_filter, &p->m_filter)) {
+        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_FILTER])) {
             plan_fail(p, "backward-filter algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
     }
-    if (lcu_verbose())
+    if (lcu_verbose()) {
+        const ConvCand *f = &p->dir[DIR_FWD].c[0], *d = &p->dir[DIR_DATA].c[0], *g = &p->dir[DIR_FILTER].c[0];
         fprintf(stderr,
-                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B, math %d), bwd-data %d "
-                "(%zu B, math %d), bwd-filter %d (%zu B, math %d)\n",
+                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B, math %d; %d candidates), "
+                "bwd-data %d (%zu B, math %d; %d), bwd-filter %d (%zu B, math %d; %d)\n",
                 p->B, p->Cin, p->Cout, p->H, p->W, p->K, p->bf16 ? " bf16" : p->tf32 ? " tf32" : "",
-                p->det ? " det" : "", (int)p->fwd, p->ws_fwd, (int)p->m_fwd, (int)p->bwd_data, p->ws_data,
-                (int)p->m_data, (int)p->bwd_filter, p->ws_filter, (int)p->m_filter);
+                p->det ? " det" : "", f->algo, f->ws, (int)f->math, p->dir[DIR_FWD].n, d->algo, d->ws, (int)d->math,
+                p->dir[DIR_DATA].n, g->algo, g->ws, (int)g->math, p->dir[DIR_FILTER].n);
+    }
 }
 
 // bf16: the plan with bf16 data (bf16 mode); 0: the fp32 plan (TF32 per nn_cuda_tf32()).
@@ -352,8 +377,53 @@ static ConvPlan *get_plan(int B, int Cin, int Cout, int H, int W, int K, int bf1
     return p;
 }
 
-// Puts the chosen math type of one direction on the plan's convolution descriptor.
-static cudnnStatus_t use_math(ConvPlan *p, cudnnMathType_t m) { return cudnnSetConvolutionMathType(p->cd, m); }
+static int dir_ok(const ConvPlan *p, int d) { return !p->failed && p->dir[d].cur < p->dir[d].n; }
+
+static int warned_retry = 0;
+// Runs direction d of plan p with its current candidate: call(algo, workspace, bytes) issues the
+// cuDNN call. On an error status the next candidate is tried (one warning per process); returns 1
+// when a candidate succeeded, 0 when none is left (the caller falls back; plan_fail warns once).
+// A retried call starts again from the same inputs: the statuses cuDNN returns for a refused
+// configuration (BAD_PARAM*, NOT_SUPPORTED*) come before any kernel runs, so beta = 1 (the filter
+// gradient's accumulation) sees dw unchanged.
+template <typename F>
+static int run_dir(ConvPlan *p, int d, const char *what, F call) {
+    ConvDir *D = &p->dir[d];
+    while (D->cur < D->n) {
+        const ConvCand *c = &D->c[D->cur];
+        void *ws = c->ws ? lcu_scratch(LCU_SCR_CONV_WS, c->ws) : NULL;
+        cudnnStatus_t s = cudnnSetConvolutionMathType(p->cd, c->math);
+        if (s == CUDNN_STATUS_SUCCESS) s = call(c->algo, ws, c->ws);
+        if (s == CUDNN_STATUS_SUCCESS) return 1;
+        D->cur++;
+        if (D->cur == D->n) {
+            plan_fail_dir(p, what, s);
+            return 0;
+        }
+        if (!warned_retry)
+            log_warn("warning: cuDNN %s%s algorithm %d failed for conv B=%d Cin=%d Cout=%d %dx%d K=%d (%s); trying the "
+                     "next of %d candidates (further retries are silent)\n",
+                     p->bf16 ? "bf16 " : "", what, c->algo, p->B, p->Cin, p->Cout, p->H, p->W, p->K,
+                     cudnnGetErrorString(s), D->n);
+        warned_retry = 1;
+    }
+    return 0;
+}
+
+// cuDNN's kernels may need 16-byte aligned operands, and parameter tensors sit at any float offset
+// of the parameter buffer (params.h: no padding), unlike the activations (arena tensors are aligned).
+// A misaligned weight is copied to an aligned scratch slot (weights are small next to the
+// activations); a misaligned weight gradient is computed there and added to dw.
+static int aligned16(const void *q) { return ((uintptr_t)q & 15) == 0; }
+static const float *aligned_weight(const float *w, size_t nw) {
+    if (aligned16(w)) return w;
+    float *a = (float *)lcu_scratch(LCU_SCR_CONV_W, nw * sizeof(float));
+    CUDA_CHECK(cudaMemcpyAsync(a, w, nw * sizeof(float), cudaMemcpyDeviceToDevice, lcu_stream()));
+    return a;
+}
+__global__ void conv_add_kernel(float *dst, const float *src, size_t n) {
+    GRID_STRIDE(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
+}
 
 static void check_conv_args(const char *fn, int B, int Cin, int Cout, int H, int W, int K) {
     if (B <= 0 || Cin <= 0 || Cout <= 0 || H <= 0 || W <= 0 || K <= 0 || K % 2 == 0)
@@ -364,8 +434,8 @@ static void check_conv_args(const char *fn, int B, int Cin, int Cout, int H, int
 // bf16 mode (cuDNN with bf16 data). Each returns 1 when done, 0 when the caller must use the fp32
 // path (the bf16 plan failed: one warning, counted).
 
-// The bf16 plan of this shape when bf16 mode and cuDNN are selected and the plan works, else NULL
-// (a refused plan counts one fallback call).
+// The bf16 plan of this shape when bf16 mode and cuDNN are selected and the plan was built, else
+// NULL (a refused plan counts one fallback call). Each direction may still be exhausted (dir_ok).
 static ConvPlan *bf16_plan(int B, int Cin, int Cout, int H, int W, int K) {
     if (nn_cuda_precision() != NN_PREC_BF16 || nn_cuda_conv_impl() != NN_CONV_CUDNN) return NULL;
     ConvPlan *p = get_plan(B, Cin, Cout, H, W, K, 1);
@@ -377,18 +447,19 @@ static ConvPlan *bf16_plan(int B, int Cin, int Cout, int H, int W, int K) {
 }
 
 static int bf16_forward(ConvPlan *p, float *out, const float *x, const float *w, const float *b) {
+    if (!dir_ok(p, DIR_FWD)) {
+        lcu_count_precision_fallback();
+        return 0;
+    }
     size_t nx = (size_t)p->B * p->Cin * p->H * p->W, ny = (size_t)p->B * p->Cout * p->H * p->W;
     size_t nw = (size_t)p->Cout * p->Cin * p->K * p->K;
     const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx), *wb = lcu_bf16_weight(w, nw);
     lcu_bf16 *yb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_B, ny * sizeof(lcu_bf16));
-    void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
     float one = 1.0f, zero = 0.0f;
-    cudnnStatus_t s = use_math(p, p->m_fwd);
-    if (s == CUDNN_STATUS_SUCCESS)
-        s = cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, xb, p->wd, wb, p->cd, p->fwd, ws, p->ws_fwd, &zero, p->yd,
-                                    yb);
-    if (s != CUDNN_STATUS_SUCCESS) {
-        plan_fail(p, "forward", s);
+    if (!run_dir(p, DIR_FWD, "forward", [&](int algo, void *ws, size_t wsb) {
+            return cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, xb, p->wd, wb, p->cd, (cudnnConvolutionFwdAlgo_t)algo,
+                                           ws, wsb, &zero, p->yd, yb);
+        })) {
         lcu_count_precision_fallback();
         return 0;
     }
@@ -406,35 +477,29 @@ static void bf16_backward(ConvPlan *p, float *dx, float *dw, const float *dout, 
     if (dw) {
         const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx);
         lcu_bf16 *dwb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_P, nw * sizeof(lcu_bf16));
-        void *ws = p->ws_filter ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_filter) : NULL;
-        cudnnStatus_t s = use_math(p, p->m_filter);
-        if (s == CUDNN_STATUS_SUCCESS)
-            s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, xb, p->yd, gb, p->cd, p->bwd_filter, ws,
-                                               p->ws_filter, &zero, p->wd, dwb);
-        if (s != CUDNN_STATUS_SUCCESS) {
-            plan_fail(p, "backward filter", s);
+        if (dir_ok(p, DIR_FILTER) && run_dir(p, DIR_FILTER, "backward filter", [&](int algo, void *ws, size_t wsb) {
+                return cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, xb, p->yd, gb, p->cd,
+                                                      (cudnnConvolutionBwdFilterAlgo_t)algo, ws, wsb, &zero, p->wd, dwb);
+            })) {
+            lcu_from_bf16(dw, dwb, nw, 1);
+            *dw_done = 1;
+        } else {
             lcu_count_precision_fallback();
-            return;
         }
-        lcu_from_bf16(dw, dwb, nw, 1);
-        *dw_done = 1;
     }
     if (dx) {
         const lcu_bf16 *wb = lcu_bf16_weight(w, nw);
         // dx in bf16 reuses the x slot: the filter gradient above, queued first, has read x already.
         lcu_bf16 *dxb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_A, nx * sizeof(lcu_bf16));
-        void *ws = p->ws_data ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_data) : NULL;
-        cudnnStatus_t s = use_math(p, p->m_data);
-        if (s == CUDNN_STATUS_SUCCESS)
-            s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wb, p->yd, gb, p->cd, p->bwd_data, ws,
-                                             p->ws_data, &zero, p->xd, dxb);
-        if (s != CUDNN_STATUS_SUCCESS) {
-            plan_fail(p, "backward data", s);
+        if (dir_ok(p, DIR_DATA) && run_dir(p, DIR_DATA, "backward data", [&](int algo, void *ws, size_t wsb) {
+                return cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wb, p->yd, gb, p->cd,
+                                                    (cudnnConvolutionBwdDataAlgo_t)algo, ws, wsb, &zero, p->xd, dxb);
+            })) {
+            lcu_from_bf16(dx, dxb, nx, 0);
+            *dx_done = 1;
+        } else {
             lcu_count_precision_fallback();
-            return;
         }
-        lcu_from_bf16(dx, dxb, nx, 0);
-        *dx_done = 1;
     }
 }
 
@@ -449,15 +514,13 @@ extern "C" void conv2d_forward(float *out, const float *x, const float *w, const
     if (pb && bf16_forward(pb, out, x, w, b)) return;
     ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K, 0) : NULL;
     int done = 0;
-    if (p && !p->failed) {
-        void *ws = p->ws_fwd ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_fwd) : NULL;
+    if (p && dir_ok(p, DIR_FWD)) {
+        const float *wa = aligned_weight(w, (size_t)Cout * Cin * K * K);
         float one = 1.0f, zero = 0.0f;
-        cudnnStatus_t s = use_math(p, p->m_fwd);
-        if (s == CUDNN_STATUS_SUCCESS)
-            s = cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->ws_fwd, &zero,
-                                        p->yd, out);
-        if (s == CUDNN_STATUS_SUCCESS) done = 1;
-        else plan_fail(p, "forward", s);
+        done = run_dir(p, DIR_FWD, "forward", [&](int algo, void *ws, size_t wsb) {
+            return cudnnConvolutionForward(lcu_cudnn(), &one, p->xd, x, p->wd, wa, p->cd, (cudnnConvolutionFwdAlgo_t)algo,
+                                           ws, wsb, &zero, p->yd, out);
+        });
     }
     if (!done) {
         if (p) lcu_count_conv_fallback();
@@ -480,17 +543,23 @@ extern "C" void conv2d_backward(float *dx, float *dw, float *db, const float *do
         if (!dx && !dw) return;
     }
     ConvPlan *p = nn_cuda_conv_impl() == NN_CONV_CUDNN ? get_plan(B, Cin, Cout, H, W, K, 0) : NULL;
+    const size_t nw = (size_t)Cout * Cin * K * K;
     float one = 1.0f, zero = 0.0f;
     if (dw) {
         int done = 0;
-        if (p && !p->failed) {
-            void *ws = p->ws_filter ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_filter) : NULL;
-            cudnnStatus_t s = use_math(p, p->m_filter);
-            if (s == CUDNN_STATUS_SUCCESS)
-                s = cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, x, p->yd, dout, p->cd, p->bwd_filter, ws,
-                                                   p->ws_filter, &one, p->wd, dw);
-            if (s == CUDNN_STATUS_SUCCESS) done = 1;
-            else plan_fail(p, "backward filter", s);
+        if (p && dir_ok(p, DIR_FILTER)) {
+            // dw += grad, in place when dw is aligned; else grad (beta = 0) in an aligned slot, then added
+            int direct = aligned16(dw);
+            float *dst = direct ? dw : (float *)lcu_scratch(LCU_SCR_CONV_W, nw * sizeof(float));
+            done = run_dir(p, DIR_FILTER, "backward filter", [&](int algo, void *ws, size_t wsb) {
+                return cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, x, p->yd, dout, p->cd,
+                                                      (cudnnConvolutionBwdFilterAlgo_t)algo, ws, wsb, direct ? &one : &zero,
+                                                      p->wd, dst);
+            });
+            if (done && !direct) {
+                conv_add_kernel<<<lcu_grid(nw), LCU_THREADS, 0, lcu_stream()>>>(dw, dst, nw);
+                CUDA_LAUNCH_CHECK();
+            }
         }
         if (!done) {
             if (p) lcu_count_conv_fallback();
@@ -499,14 +568,12 @@ extern "C" void conv2d_backward(float *dx, float *dw, float *db, const float *do
     }
     if (dx) {
         int done = 0;
-        if (p && !p->failed) {
-            void *ws = p->ws_data ? lcu_scratch(LCU_SCR_CONV_WS, p->ws_data) : NULL;
-            cudnnStatus_t s = use_math(p, p->m_data);
-            if (s == CUDNN_STATUS_SUCCESS)
-                s = cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, w, p->yd, dout, p->cd, p->bwd_data, ws,
-                                                 p->ws_data, &zero, p->xd, dx);
-            if (s == CUDNN_STATUS_SUCCESS) done = 1;
-            else plan_fail(p, "backward data", s);
+        if (p && dir_ok(p, DIR_DATA)) {
+            const float *wa = aligned_weight(w, nw); // after the filter gradient: the slot is free again
+            done = run_dir(p, DIR_DATA, "backward data", [&](int algo, void *ws, size_t wsb) {
+                return cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wa, p->yd, dout, p->cd,
+                                                    (cudnnConvolutionBwdDataAlgo_t)algo, ws, wsb, &zero, p->xd, dx);
+            });
         }
         if (!done) {
             if (p) lcu_count_conv_fallback();

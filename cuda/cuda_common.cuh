@@ -49,6 +49,7 @@ enum {
     LCU_SCR_CONV_WS,   // cuDNN workspace
     LCU_SCR_COL,       // im2col columns
     LCU_SCR_WFLIP,     // flipped/transposed conv weights (im2col backward data)
+    LCU_SCR_CONV_W,    // 16-byte aligned copy of a conv weight / weight gradient (conv.cu, cuDNN)
     LCU_SCR_ATTN_S,    // attention scores / probabilities
     LCU_SCR_ATTN_DP,   // attention dP
     LCU_SCR_PART,      // float partial sums of chunked reductions (modulate, gated residual)

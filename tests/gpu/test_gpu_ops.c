@@ -372,6 +372,7 @@ static void test_blas1(void) {
         cpu_nn_axpy(y.c + off, 0.77f, x.c + off, m), nn_axpy(y.g + off, 0.77f, x.g + off, m);
         snprintf(name, sizeof name, "nn_axpy (offset %d)", off);
         cmp(name, y, 1e-6, 1e-6);
+        psync(y); // the same inputs on both sides for the exact checks below (axpy differs by an ulp)
         cpu_nn_add(z.c + off, x.c + off, y.c + off, m), nn_add(z.g + off, x.g + off, y.g + off, m);
         snprintf(name, sizeof name, "nn_add (offset %d)", off);
         cmp_exact(name, z);
@@ -782,7 +783,51 @@ static int test_conv_prec(int B, int Cin, int Cout, int H, int W, int K, int pre
     return on && bf && fb == 0;
 }
 
+// Every conv operand at float offset 1 (4-byte aligned only, as parameters are in the parameter
+// buffer: params.c packs tensors without padding, so cuDNN sees misaligned weights and weight
+// gradients in every real model): results as aligned, and in fp32 no call may fall back to im2col
+// (conv.cu copies a misaligned weight / weight gradient to an aligned slot). Inputs rounded to the
+// precision first; bf16 tolerances cover cuDNN's bf16 output rounding (2^-8 of the value).
+static void test_conv_offset(int prec) {
+    covered("conv2d_forward"), covered("conv2d_backward");
+    use_precision(prec);
+    nn_cuda_set_conv_impl(NN_CONV_CUDNN);
+    nn_cuda_set_deterministic(0);
+    long cf0 = nn_cuda_conv_fallback_calls(), pf0 = nn_cuda_precision_fallback_calls();
+    const int B = 2, Cin = 24, Cout = 40, H = 13, W = 11, K = 3;
+    size_t nx = (size_t)B * Cin * H * W, ny = (size_t)B * Cout * H * W, nw = (size_t)Cout * Cin * K * K;
+    float bound = 1.0f / sqrtf((float)Cin * K * K);
+    Pair x = prand(nx + 1, -1, 1), w = prand(nw + 1, -bound, bound), b = prand((size_t)Cout + 1, -bound, bound);
+    Pair y = prand(ny + 1, -1, 1), go = prand(ny + 1, -1, 1), dx = prand(nx + 1, -1, 1), dw = prand(nw + 1, -1, 1);
+    Pair db = prand((size_t)Cout + 1, -1, 1);
+    round_pair(x, prec), round_pair(w, prec), round_pair(go, prec);
+    cpu_conv2d_forward(y.c + 1, x.c + 1, w.c + 1, b.c + 1, B, Cin, Cout, H, W, K);
+    conv2d_forward(y.g + 1, x.g + 1, w.g + 1, b.g + 1, B, Cin, Cout, H, W, K);
+    cpu_conv2d_backward(dx.c + 1, dw.c + 1, db.c + 1, go.c + 1, x.c + 1, w.c + 1, B, Cin, Cout, H, W, K);
+    conv2d_backward(dx.g + 1, dw.g + 1, db.g + 1, go.g + 1, x.g + 1, w.g + 1, B, Cin, Cout, H, W, K);
+    double a = prec == NN_PREC_BF16 ? 1e-2 : CA, r = prec == NN_PREC_BF16 ? 1.0 / 128 : CR;
+    char tag[128], name[224];
+    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d, every pointer at float offset 1 [%s]", B, Cin, Cout, H, W, K,
+             nn_cuda_precision_name(prec));
+    snprintf(name, sizeof name, "conv2d_forward out %s", tag);
+    cmp(name, y, a, r);
+    snprintf(name, sizeof name, "conv2d_backward dx %s", tag);
+    cmp(name, dx, a, r);
+    snprintf(name, sizeof name, "conv2d_backward dw (+=) %s", tag);
+    cmp(name, dw, a, r);
+    snprintf(name, sizeof name, "conv2d_backward db (+=) %s", tag);
+    cmp(name, db, CA, CR);
+    long cf = nn_cuda_conv_fallback_calls() - cf0, pf = nn_cuda_precision_fallback_calls() - pf0;
+    printf("  # %s: %ld calls fell back to im2col, %ld to the fp32 path\n", tag, cf, pf);
+    if (prec == NN_PREC_FP32) CHECK(cf == 0, "conv at float offset 1 [fp32]: cuDNN ran every call (%ld im2col fallbacks)", cf);
+    pfree(x), pfree(w), pfree(b), pfree(y), pfree(go), pfree(dx), pfree(dw), pfree(db);
+    nn_cuda_set_precision(NN_PREC_FP32);
+}
+
 static void test_conv(int big) {
+    test_conv_offset(NN_PREC_FP32);
+    test_conv_offset(NN_PREC_TF32);
+    test_conv_offset(NN_PREC_BF16);
     long fb0 = nn_cuda_conv_fallback_calls();
     int shapes[][7] = {
         {2, 3, 5, 9, 7, 3, 1}, {2, 16, 32, 32, 32, 3, 1}, {1, 32, 16, 17, 19, 1, 1}, {2, 8, 8, 8, 8, 3, 0},
@@ -1488,6 +1533,7 @@ static void test_rows_where(void) {
     cmp_exact("nn_rows_axpby a x (c, y NULL)", o);
     cpu_nn_rows_axpby(x.c, a.c, x.c, c.c, y.c, B, n), nn_rows_axpby(x.g, a.g, x.g, c.g, y.g, B, n);
     cmp("nn_rows_axpby out aliasing x", x, 1e-6, 1e-6);
+    psync(x); // the same x on both sides for the exact nn_where checks (rows_axpby differs by an ulp)
     Pair m = pnew(t);
     for (size_t i = 0; i < t; i++) m.c[i] = rng_uniform(&R) < 0.4 ? 1.0f : 0.0f;
     psync(m);
