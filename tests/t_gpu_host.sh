@@ -9,12 +9,17 @@
 #      tests/gpu/flash_emu/flash_emu.cpp in exact mode (threads and barriers emulate a block, WMMA
 #      emulated with its alignment rules) against a double-precision reference; the rounded and
 #      sanitizer modes are left to `bash tests/gpu/flash_emu/run.sh` (about 1.5 min).
-#   3. The PSGD-Kron ops of the CUDA backend (cuda/psgd.cu, kernels and host code) run on the host
-#      by tests/gpu/psgd_emu/run.sh (launches rewritten to the emulator, cuBLAS by reference loops
-#      that also check each call's math mode) through the `psgd` section of test_gpu_ops.c against
-#      the CPU backend (about 1 min; ASAN=1 there for the sanitizer build).
+#   3. The hand-written kernel files of the CUDA backend (cuda/elementwise.cu, bf16.cu, image.cu,
+#      transformer.cu, loss.cu, psgd.cu), kernels and host code, run on the host by
+#      tests/gpu/kernel_emu/run.sh (launches rewritten to a fiber emulation of blocks and warps
+#      with CUDA's launch limits, shared memory, warp-mask and barrier rules, FMA contraction and
+#      the device's math error bounds; see kernel_emu/cuda_emu.h): first the emulation's own
+#      checks (selftest.cu), then the sections of test_gpu_ops.c for those files against the CPU
+#      backend (a few seconds once built; ASAN=1 there for the sanitizer build).
+#   4. The PSGD-Kron ops (cuda/psgd.cu) the same way through the `psgd` section (cuBLAS by reference
+#      loops that also check each call's math mode): tests/gpu/psgd_emu/run.sh.
 # Skips (with a line saying why) what this machine cannot build: no nvcc (no selfcheck binary), no
-# C++20 <barrier> in the host compiler.
+# C++20 (<barrier> for flash_emu) in the host compiler.
 cd "$(dirname "$0")/.." || exit 2
 B=${1:-build}
 T=$(mktemp -d "${TMPDIR:-/tmp}/lola_t_gpu_host.XXXXXX")
@@ -59,20 +64,28 @@ int main() { std::barrier<> b(1); b.arrive_and_wait(); }' | "$CXX" -std=c++20 -p
 else
     echo "SKIP flash_emu: $CXX has no C++20 <barrier>"
 fi
-if [ -x "$S" ] && echo '#include <barrier>
-int main() { std::barrier<> b(1); b.arrive_and_wait(); }' | "$CXX" -std=c++20 -pthread -x c++ - -o "$T/probe" 2>/dev/null; then
-    bash tests/gpu/psgd_emu/run.sh "$B" >"$T/psgd_emu.log" 2>&1
-    prc=$?
-    grep -E '^(PASS|FAIL) ' "$T/psgd_emu.log" | sed 's/^PASS \([^p]\)/PASS psgd_emu: \1/; s/^FAIL \([^p]\)/FAIL psgd_emu: \1/'
-    sum=$(grep -E '^# [0-9]+ passed' "$T/psgd_emu.log" | tail -1)
-    if [ $prc -ne 0 ] || ! grep -qE '^# [0-9]+ passed, 0 failed' <<<"$sum"; then
-        echo "FAIL psgd_emu: exit $prc, '${sum:-no summary}'"
-        tail -5 "$T/psgd_emu.log" | sed 's/^/    /'
+# Steps 3 and 4: test lines get the step's name unless they carry one.
+emu_step() { # name script log
+    local name=$1 script=$2 log=$3 erc sum
+    bash "$script" "$B" >"$log" 2>&1
+    erc=$?
+    grep -E '^(PASS|FAIL) ' "$log" | sed -E "/^(PASS|FAIL) ($name|emu selftest):/! s/^(PASS|FAIL) /\1 $name: /"
+    sum=$(grep -E '^# [0-9]+ passed' "$log" | tail -1)
+    if [ $erc -ne 0 ] || ! grep -qE '^# [0-9]+ passed, 0 failed' <<<"$sum"; then
+        echo "FAIL $name: exit $erc, '${sum:-no summary}'"
+        grep -E '^(FAIL|  emu:)' "$log" | head -8 | sed 's/^/    /'
+        tail -3 "$log" | sed 's/^/    /'
         rc=1
     else
-        echo "PASS psgd_emu: cuda/psgd.cu on the host emulation: $sum"
+        echo "PASS $name: $4 on the host emulation: $sum"
     fi
+}
+if [ -x "$S" ] && echo 'int main() { return [&]<int N>() { return N; }.template operator()<0>(); }' |
+    "$CXX" -std=c++20 -x c++ - -o "$T/probe20" 2>/dev/null; then
+    emu_step kernel_emu tests/gpu/kernel_emu/run.sh "$T/kernel_emu.log" "the kernel files (elementwise, bf16, image, transformer, loss)"
+    emu_step psgd_emu tests/gpu/psgd_emu/run.sh "$T/psgd_emu.log" "cuda/psgd.cu"
 else
-    echo "SKIP psgd_emu: no selfcheck objects (nvcc) or no C++20 <barrier>"
+    echo "SKIP kernel_emu: no selfcheck objects (nvcc) or no C++20 in $CXX"
+    echo "SKIP psgd_emu: no selfcheck objects (nvcc) or no C++20 in $CXX"
 fi
 exit $rc
