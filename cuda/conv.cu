@@ -10,6 +10,11 @@
 //   * LOLA_DETERMINISTIC=1 restricts the choice to CUDNN_DETERMINISTIC algorithms (cuDNN's fastest
 //     backward algorithms are often not);
 //   * math: CUDNN_FMA_MATH (true fp32) unless TF32 is on, then CUDNN_TENSOR_OP_MATH.
+// LOLA_CONV_LAYOUT=nhwc (bf16 mode only): the bf16 plan uses NHWC x / y and a KRSC filter (cuDNN's
+// tensor-core native layout, no internal transposes); the casts of x and dout to bf16 transpose in
+// the same pass, the weight is transposed per call (K > 1; 1x1 filters are the same in both
+// layouts), and the results come back to NCHW fp32 in the pass that converts them anyway. Same
+// roundings as nchw.
 // bf16 mode (LOLA_PRECISION=bf16, autocast semantics): a second plan per shape with bf16 x, w and y
 // descriptors and fp32 compute (cuDNN's "pseudo bf16" configuration, tensor-op math): x and dout
 // are cast to bf16 per call (scratch), w comes from the bf16 weight cache (precision.cu); the bf16
@@ -179,6 +184,7 @@ struct ConvDir {
 
 struct ConvPlan {
     int B, Cin, Cout, H, W, K, tf32, det, find, bf16;
+    int nhwc; // bf16 plans with LOLA_CONV_LAYOUT=nhwc: x, y NHWC and the filter KRSC
     int failed; // cuDNN could not build this shape's plan at all: every direction falls back
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
@@ -279,15 +285,16 @@ static void plan_build(ConvPlan *p) {
     }
     int pad = p->K / 2;
     cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t fmt = p->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW; // dims stay (N, C, H, W)
     int tensor_ops = p->tf32 || p->bf16;
     TRY_DNN(p, "descriptor", cudnnCreateTensorDescriptor(&p->xd));
     TRY_DNN(p, "descriptor", cudnnCreateTensorDescriptor(&p->yd));
     TRY_DNN(p, "descriptor", cudnnCreateFilterDescriptor(&p->wd));
     TRY_DNN(p, "descriptor", cudnnCreateConvolutionDescriptor(&p->cd));
     TRY_DNN(p, "descriptor",
-            cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, dt, p->B, p->Cin, p->H, p->W));
-    TRY_DNN(p, "descriptor", cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, dt, p->B, p->Cout, p->H, p->W));
-    TRY_DNN(p, "descriptor", cudnnSetFilter4dDescriptor(p->wd, dt, CUDNN_TENSOR_NCHW, p->Cout, p->Cin, p->K, p->K));
+            cudnnSetTensor4dDescriptor(p->xd, fmt, dt, p->B, p->Cin, p->H, p->W));
+    TRY_DNN(p, "descriptor", cudnnSetTensor4dDescriptor(p->yd, fmt, dt, p->B, p->Cout, p->H, p->W));
+    TRY_DNN(p, "descriptor", cudnnSetFilter4dDescriptor(p->wd, dt, fmt, p->Cout, p->Cin, p->K, p->K));
     TRY_DNN(p, "descriptor",
             cudnnSetConvolution2dDescriptor(p->cd, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     // compute type CUDNN_DATA_FLOAT above: fp32 accumulation also for bf16 data
@@ -349,10 +356,10 @@ static void plan_build(ConvPlan *p) {
     if (lcu_verbose()) {
         const ConvCand *f = &p->dir[DIR_FWD].c[0], *d = &p->dir[DIR_DATA].c[0], *g = &p->dir[DIR_FILTER].c[0];
         fprintf(stderr,
-                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s: fwd algo %d (%zu B, math %d; %d candidates), "
+                "[cuda] conv plan B=%d Cin=%d Cout=%d %dx%d K=%d%s%s%s: fwd algo %d (%zu B, math %d; %d candidates), "
                 "bwd-data %d (%zu B, math %d; %d), bwd-filter %d (%zu B, math %d; %d)\n",
                 p->B, p->Cin, p->Cout, p->H, p->W, p->K, p->bf16 ? " bf16" : p->tf32 ? " tf32" : "",
-                p->det ? " det" : "", f->algo, f->ws, (int)f->math, p->dir[DIR_FWD].n, d->algo, d->ws, (int)d->math,
+                p->nhwc ? " nhwc" : "", p->det ? " det" : "", f->algo, f->ws, (int)f->math, p->dir[DIR_FWD].n, d->algo, d->ws, (int)d->math,
                 p->dir[DIR_DATA].n, g->algo, g->ws, (int)g->math, p->dir[DIR_FILTER].n);
     }
 }
@@ -362,14 +369,15 @@ static ConvPlan *get_plan(int B, int Cin, int Cout, int H, int W, int K, int bf1
     int tf32 = nn_cuda_tf32(), det = nn_cuda_deterministic();
     const char *fs = getenv("LOLA_CUDNN_FIND");
     int find = fs && fs[0] == '1';
+    int nhwc = bf16 && nn_cuda_conv_layout() == NN_CONV_NHWC;
     for (ConvPlan *p : plans)
         if (p->B == B && p->Cin == Cin && p->Cout == Cout && p->H == H && p->W == W && p->K == K && p->tf32 == tf32 &&
-            p->det == det && p->find == find && p->bf16 == bf16)
+            p->det == det && p->find == find && p->bf16 == bf16 && p->nhwc == nhwc)
             return p;
     ConvPlan *p = (ConvPlan *)calloc(1, sizeof(ConvPlan));
     if (!p) lola_die("out of host memory for a conv plan");
     p->B = B, p->Cin = Cin, p->Cout = Cout, p->H = H, p->W = W, p->K = K, p->tf32 = tf32, p->det = det;
-    p->find = find, p->bf16 = bf16;
+    p->find = find, p->bf16 = bf16, p->nhwc = nhwc;
     // cuDNN 4-D descriptors take int strides: tensors of 2^31 elements or more go to im2col.
     if ((size_t)B * (Cin > Cout ? Cin : Cout) * H * W >= ((size_t)1 << 31)) p->failed = 1;
     else plan_build(p);
@@ -434,6 +442,91 @@ static void check_conv_args(const char *fn, int B, int Cin, int Cout, int H, int
 // bf16 mode (cuDNN with bf16 data). Each returns 1 when done, 0 when the caller must use the fp32
 // path (the bf16 plan failed: one warning, counted).
 
+// NCHW fp32 <-> NHWC bf16 (LOLA_CONV_LAYOUT=nhwc): per sample a (C, P) <-> (P, C) transpose through
+// 32 x 33 shared tiles (reads and writes coalesced, no bank conflicts), fused with the cast to bf16
+// (round to nearest even, as lcu_to_bf16) or with the conversion back (as lcu_from_bf16[_bias]).
+// The same kernels turn a KCRS weight into KRSC (B = Cout, C = Cin, P = K*K) and a KRSC weight
+// gradient back. Grid (ceil(P / 32), ceil(C / 32), B), block (32, 8).
+#define NHWC_TILE 32
+__global__ void nchw_to_nhwc_bf16_kernel(lcu_bf16 *dst, const float *src, int C, int P) {
+    __shared__ float tile[NHWC_TILE][NHWC_TILE + 1];
+    const int p0 = blockIdx.x * NHWC_TILE, c0 = blockIdx.y * NHWC_TILE;
+    const float *s = src + (size_t)blockIdx.z * C * P;
+    lcu_bf16 *d = dst + (size_t)blockIdx.z * C * P;
+    for (int j = threadIdx.y; j < NHWC_TILE; j += blockDim.y) { // tile[c - c0][p - p0]
+        int c = c0 + j, q = p0 + threadIdx.x;
+        if (c < C && q < P) tile[j][threadIdx.x] = s[(size_t)c * P + q];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < NHWC_TILE; j += blockDim.y) {
+        int q = p0 + j, c = c0 + threadIdx.x;
+        if (c < C && q < P) d[(size_t)q * C + c] = __float2bfloat16_rn(tile[threadIdx.x][j]);
+    }
+}
+// dst (B, C, P) = (accumulate: dst +) fp32(src (B, P, C)) (+ bias[c] when bias != NULL)
+__global__ void nhwc_bf16_to_nchw_kernel(float *dst, const lcu_bf16 *src, const float *bias, int C, int P,
+                                         int accumulate) {
+    __shared__ float tile[NHWC_TILE][NHWC_TILE + 1];
+    const int p0 = blockIdx.x * NHWC_TILE, c0 = blockIdx.y * NHWC_TILE;
+    const lcu_bf16 *s = src + (size_t)blockIdx.z * C * P;
+    float *d = dst + (size_t)blockIdx.z * C * P;
+    for (int j = threadIdx.y; j < NHWC_TILE; j += blockDim.y) { // tile[c - c0][p - p0]
+        int q = p0 + j, c = c0 + threadIdx.x;
+        if (c < C && q < P) tile[threadIdx.x][j] = __bfloat162float(s[(size_t)q * C + c]);
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < NHWC_TILE; j += blockDim.y) {
+        int c = c0 + j, q = p0 + threadIdx.x;
+        if (c < C && q < P) {
+            float v = tile[j][threadIdx.x];
+            if (bias) v = __fadd_rn(v, bias[c]);
+            size_t o = (size_t)c * P + q;
+            d[o] = accumulate ? __fadd_rn(d[o], v) : v;
+        }
+    }
+}
+static dim3 nhwc_grid(int B, int C, int P) {
+    if (B > 65535 || (C + NHWC_TILE - 1) / NHWC_TILE > 65535)
+        lola_die("conv (nhwc): B = %d or C = %d too large for the transpose grid", B, C);
+    return dim3((unsigned)((P + NHWC_TILE - 1) / NHWC_TILE), (unsigned)((C + NHWC_TILE - 1) / NHWC_TILE), (unsigned)B);
+}
+
+// The bf16 operand of an activation (B, C, H*W) fp32 for plan p: NCHW cast, or NHWC cast+transpose.
+static const lcu_bf16 *bf16_act(const ConvPlan *p, int slot, const float *src, int C) {
+    size_t n = (size_t)p->B * C * p->H * p->W;
+    if (!p->nhwc) return lcu_bf16_of(slot, src, n);
+    lcu_bf16 *d = (lcu_bf16 *)lcu_scratch(slot, (n ? n : 1) * sizeof(lcu_bf16));
+    nchw_to_nhwc_bf16_kernel<<<nhwc_grid(p->B, C, p->H * p->W), dim3(NHWC_TILE, 8), 0, lcu_stream()>>>(d, src, C,
+                                                                                                      p->H * p->W);
+    CUDA_LAUNCH_CHECK();
+    return d;
+}
+// The bf16 weight for plan p: the cached KCRS copy, or (nhwc, K > 1) a KRSC copy in scratch (for
+// K = 1 the two layouts coincide).
+static const lcu_bf16 *bf16_w(const ConvPlan *p, const float *w) {
+    size_t nw = (size_t)p->Cout * p->Cin * p->K * p->K;
+    if (!p->nhwc || p->K == 1) return lcu_bf16_weight(w, nw);
+    lcu_bf16 *d = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_W, nw * sizeof(lcu_bf16));
+    nchw_to_nhwc_bf16_kernel<<<nhwc_grid(p->Cout, p->Cin, p->K * p->K), dim3(NHWC_TILE, 8), 0, lcu_stream()>>>(
+        d, w, p->Cin, p->K * p->K);
+    CUDA_LAUNCH_CHECK();
+    return d;
+}
+// dst (Bn, C, P) fp32 (=, or += with accumulate; + bias) from the bf16 result src of plan p (NCHW
+// or, nhwc, (Bn, P, C)).
+static void from_bf16_out(const ConvPlan *p, float *dst, const lcu_bf16 *src, const float *bias, int Bn, int C, int P,
+                          int accumulate) {
+    size_t n = (size_t)Bn * C * P;
+    if (!p->nhwc || (P == 1 && !bias)) {
+        if (bias) lcu_from_bf16_bias(dst, src, bias, n, C, P);
+        else lcu_from_bf16(dst, src, n, accumulate);
+        return;
+    }
+    nhwc_bf16_to_nchw_kernel<<<nhwc_grid(Bn, C, P), dim3(NHWC_TILE, 8), 0, lcu_stream()>>>(dst, src, bias, C, P,
+                                                                                           accumulate);
+    CUDA_LAUNCH_CHECK();
+}
+
 // The bf16 plan of this shape when bf16 mode and cuDNN are selected and the plan was built, else
 // NULL (a refused plan counts one fallback call). Each direction may still be exhausted (dir_ok).
 static ConvPlan *bf16_plan(int B, int Cin, int Cout, int H, int W, int K) {
@@ -451,9 +544,8 @@ static int bf16_forward(ConvPlan *p, float *out, const float *x, const float *w,
         lcu_count_precision_fallback();
         return 0;
     }
-    size_t nx = (size_t)p->B * p->Cin * p->H * p->W, ny = (size_t)p->B * p->Cout * p->H * p->W;
-    size_t nw = (size_t)p->Cout * p->Cin * p->K * p->K;
-    const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx), *wb = lcu_bf16_weight(w, nw);
+    size_t ny = (size_t)p->B * p->Cout * p->H * p->W;
+    const lcu_bf16 *xb = bf16_act(p, LCU_SCR_BF16_A, x, p->Cin), *wb = bf16_w(p, w);
     lcu_bf16 *yb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_B, ny * sizeof(lcu_bf16));
     float one = 1.0f, zero = 0.0f;
     if (!run_dir(p, DIR_FWD, "forward", [&](int algo, void *ws, size_t wsb) {
@@ -463,39 +555,38 @@ static int bf16_forward(ConvPlan *p, float *out, const float *x, const float *w,
         lcu_count_precision_fallback();
         return 0;
     }
-    lcu_from_bf16_bias(out, yb, b, ny, p->Cout, p->H * p->W); // out = fp32(y) + b
+    from_bf16_out(p, out, yb, b, p->B, p->Cout, p->H * p->W, 0); // out = fp32(y) + b
     return 1;
 }
 
 // dw += (through a bf16 scratch) and/or dx = ; *dw_done / *dx_done say which parts are done.
 static void bf16_backward(ConvPlan *p, float *dx, float *dw, const float *dout, const float *x, const float *w,
                           int *dx_done, int *dw_done) {
-    size_t nx = (size_t)p->B * p->Cin * p->H * p->W, ny = (size_t)p->B * p->Cout * p->H * p->W;
-    size_t nw = (size_t)p->Cout * p->Cin * p->K * p->K;
+    size_t nx = (size_t)p->B * p->Cin * p->H * p->W, nw = (size_t)p->Cout * p->Cin * p->K * p->K;
     float one = 1.0f, zero = 0.0f;
-    const lcu_bf16 *gb = lcu_bf16_of(LCU_SCR_BF16_B, dout, ny);
+    const lcu_bf16 *gb = bf16_act(p, LCU_SCR_BF16_B, dout, p->Cout);
     if (dw) {
-        const lcu_bf16 *xb = lcu_bf16_of(LCU_SCR_BF16_A, x, nx);
+        const lcu_bf16 *xb = bf16_act(p, LCU_SCR_BF16_A, x, p->Cin);
         lcu_bf16 *dwb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_P, nw * sizeof(lcu_bf16));
         if (dir_ok(p, DIR_FILTER) && run_dir(p, DIR_FILTER, "backward filter", [&](int algo, void *ws, size_t wsb) {
                 return cudnnConvolutionBackwardFilter(lcu_cudnn(), &one, p->xd, xb, p->yd, gb, p->cd,
                                                       (cudnnConvolutionBwdFilterAlgo_t)algo, ws, wsb, &zero, p->wd, dwb);
             })) {
-            lcu_from_bf16(dw, dwb, nw, 1);
+            from_bf16_out(p, dw, dwb, NULL, p->Cout, p->Cin, p->K * p->K, 1); // dw += (KRSC -> KCRS when nhwc)
             *dw_done = 1;
         } else {
             lcu_count_precision_fallback();
         }
     }
     if (dx) {
-        const lcu_bf16 *wb = lcu_bf16_weight(w, nw);
+        const lcu_bf16 *wb = bf16_w(p, w);
         // dx in bf16 reuses the x slot: the filter gradient above, queued first, has read x already.
         lcu_bf16 *dxb = (lcu_bf16 *)lcu_scratch(LCU_SCR_BF16_A, nx * sizeof(lcu_bf16));
         if (dir_ok(p, DIR_DATA) && run_dir(p, DIR_DATA, "backward data", [&](int algo, void *ws, size_t wsb) {
                 return cudnnConvolutionBackwardData(lcu_cudnn(), &one, p->wd, wb, p->yd, gb, p->cd,
                                                     (cudnnConvolutionBwdDataAlgo_t)algo, ws, wsb, &zero, p->xd, dxb);
             })) {
-            lcu_from_bf16(dx, dxb, nx, 0);
+            from_bf16_out(p, dx, dxb, NULL, p->B, p->Cin, p->H * p->W, 0);
             *dx_done = 1;
         } else {
             lcu_count_precision_fallback();

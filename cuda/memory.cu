@@ -60,7 +60,7 @@ static struct {
     cudaStream_t stream;
     cublasHandle_t cublas;
     cudnnHandle_t cudnn; // NULL if unavailable
-    int prec, gemm_impl, det, conv_impl, verbose, attn_impl;
+    int prec, gemm_impl, det, conv_impl, conv_layout, verbose, attn_impl;
     int act_bf16, act_read; // nn_bf16_activations; act_read: LOLA_ACTIVATIONS read (act_get)
     char device_name[256];
     char name[512];
@@ -140,8 +140,9 @@ static int act_get(void) {
 // nn_backend_name(): the device (G.hw, fixed at init) plus the switches that change results or
 // speed; rebuilt by every setter so a run's log line names what it really used.
 static void update_name(void) {
-    snprintf(G.name, sizeof G.name, "cuda (%s; %s%s%s%s%s)", G.hw,
-             G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec], G.det ? ", deterministic" : "",
+    snprintf(G.name, sizeof G.name, "cuda (%s; %s%s%s%s%s%s)", G.hw,
+             G.prec == NN_PREC_BF16 ? "bf16 autocast" : prec_names[G.prec],
+             G.prec == NN_PREC_BF16 && G.conv_layout == NN_CONV_NHWC ? ", conv nhwc" : "", G.det ? ", deterministic" : "",
              G.attn_impl != NN_ATTN_GEMM ? ", attention " : "",
              G.attn_impl != NN_ATTN_GEMM ? attn_names[G.attn_impl] : "", act_get() ? ", bf16 activations" : "");
 }
@@ -172,6 +173,11 @@ extern "C" void nn_init(int local_rank) {
     G.verbose = env_int("LOLA_CUDA_VERBOSE", 0) != 0;
     const char *conv = getenv("LOLA_CONV");
     G.conv_impl = NN_CONV_CUDNN;
+    {
+        static const char *const layouts[] = {"nchw", "nhwc"};
+        G.conv_layout = lola_env_choice("LOLA_CONV_LAYOUT", layouts, 2, NN_CONV_NCHW,
+                                        "tensor layout of the bf16 cuDNN convolutions; unset: nchw");
+    }
     if (conv && conv[0]) {
         if (!strcmp(conv, "im2col")) G.conv_impl = NN_CONV_IM2COL;
         else if (strcmp(conv, "cudnn")) lola_die("LOLA_CONV='%s': expected cudnn or im2col", conv);
@@ -279,6 +285,16 @@ extern "C" void nn_cuda_set_conv_impl(int impl) {
     lcu_ensure_init();
     if (impl != NN_CONV_CUDNN && impl != NN_CONV_IM2COL) lola_die("nn_cuda_set_conv_impl: bad value %d", impl);
     G.conv_impl = impl;
+}
+extern "C" void nn_cuda_set_conv_layout(int layout) {
+    lcu_ensure_init();
+    if (layout != NN_CONV_NCHW && layout != NN_CONV_NHWC) lola_die("nn_cuda_set_conv_layout: bad value %d", layout);
+    G.conv_layout = layout;
+    update_name();
+}
+extern "C" int nn_cuda_conv_layout(void) {
+    lcu_ensure_init();
+    return G.conv_layout;
 }
 extern "C" int nn_cuda_tf32(void) {
     lcu_ensure_init();

@@ -33,6 +33,11 @@
 //                         atomics on floats)
 //   LOLA_CONV=im2col      convolutions through im2col + cuBLAS instead of cuDNN (default cudnn;
 //                         cuDNN failures fall back to im2col automatically, with one warning)
+//   LOLA_CONV_LAYOUT=nchw|nhwc  tensor layout of the bf16 cuDNN convolutions (default nchw). nhwc:
+//                         the per-call bf16 casts of x and dout also transpose them to NHWC (one
+//                         pass either way), weights go to KRSC, cuDNN runs its NHWC (tensor-core
+//                         native) kernels, and the outputs come back to NCHW fp32 in the pass that
+//                         converts them anyway; the same roundings as nchw. Other modes: no effect.
 //   LOLA_CUDNN_FIND=1     pick cuDNN algorithms by benchmarking (cudnnFind*) instead of heuristics
 //   LOLA_CONV_WS_MB=N     largest cuDNN workspace in MiB (default 1024)
 //   LOLA_CUDA_VERBOSE=1   print the device and the chosen conv algorithms
@@ -55,6 +60,7 @@ extern "C" {
 #endif
 
 enum { NN_CONV_CUDNN = 0, NN_CONV_IM2COL = 1 };
+enum { NN_CONV_NCHW = 0, NN_CONV_NHWC = 1 };
 enum { NN_PREC_FP32 = 0, NN_PREC_TF32 = 1, NN_PREC_BF16 = 2 };
 enum { NN_GEMM_AUTO = 0, NN_GEMM_CUBLAS = 1, NN_GEMM_LT = 2 };
 enum { NN_ATTN_GEMM = 0, NN_ATTN_FLASH = 1, NN_ATTN_AUTO = 2 };
@@ -89,6 +95,10 @@ void nn_cuda_set_conv_impl(int impl);   // NN_CONV_CUDNN or NN_CONV_IM2COL
 int nn_cuda_tf32(void);
 int nn_cuda_deterministic(void);
 int nn_cuda_conv_impl(void);
+// Layout of the bf16 cuDNN convolutions (NN_CONV_NCHW / NN_CONV_NHWC; LOLA_CONV_LAYOUT above), for
+// new conv plans.
+void nn_cuda_set_conv_layout(int layout);
+int nn_cuda_conv_layout(void);
 // Bytes held in the backend's grow-only scratch buffers (workspaces, attention scores, im2col),
 // which nn_bytes_in_use does not count.
 size_t nn_cuda_scratch_bytes(void);

@@ -6,7 +6,7 @@
 // always answers NN_PREC_FP32 (the tests see that the reduced-precision modes are not engaged).
 #include "nn_cuda.h"
 
-static int det, impl, attn;
+static int det, impl, attn, layout;
 void nn_cuda_set_precision(int prec) { (void)prec; }
 int nn_cuda_precision(void) { return NN_PREC_FP32; }
 const char *nn_cuda_precision_name(int prec) {
@@ -26,6 +26,8 @@ void nn_cuda_set_conv_impl(int i) { impl = i; }
 int nn_cuda_tf32(void) { return 0; }
 int nn_cuda_deterministic(void) { return det; }
 int nn_cuda_conv_impl(void) { return impl; }
+void nn_cuda_set_conv_layout(int l) { layout = l; }
+int nn_cuda_conv_layout(void) { return layout; }
 size_t nn_cuda_scratch_bytes(void) { return 0; }
 const char *nn_cuda_device_name(void) { return "none (self-check: CPU backend on both sides)"; }
 void nn_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {

@@ -21,9 +21,11 @@
 #   nccl      test_nccl on one rank (with its error and timeout paths in  nccl.log          60 s
 #             child processes), then `mpirun -np 1` (if mpirun)           nccl-mpi.log      45 s
 #   ops-bench test_gpu_ops --no-tests --bench (--bench-quick under 60 s) bench.log          90 s
-#   bench     bench-lola (CUDA) at paper sizes, every workload with      bench-lola.log    150 s
-#             (BENCH_LIMIT overrides 150)
-#             --max-seconds = its share of the step's limit              bench-lola.json
+#   bench     bench-lola (CUDA) at paper sizes in bf16 mode              bench-lola.log    150 s
+#             (BENCH_PRECISION=tf32|fp32 and BENCH_LIMIT override),
+#             every workload with --max-seconds = its share of the limit bench-lola.json
+#   bench-ab  with >= 100 s left: ae rows with LOLA_CONV_LAYOUT=nhwc,    bench-lola-ab.log  50 s
+#             dit rows with LOLA_ATTENTION=flash (bf16), to compare
 #   memcheck  compute-sanitizer memcheck on the default test set, only   memcheck.log       90 s
 #             with >= 40 s left
 # Where the limits come from: each is about 3-5x the step's expected time on the H200 (test_gpu_ops
@@ -332,15 +334,26 @@ if ! gpu_skip bench bench-lola; then
     [ "${nw:-0}" -gt 0 ] || nw=11
     per=$(((lim - 10) / nw))
     [ "$per" -lt 5 ] && per=5
-    step bench "$lim" 0 "$OUT/bench-lola.log" "$BUNDLE/bench-lola" --size paper --seconds 2 --rounds 3 \
-        --max-seconds "$per" --json "$OUT/bench-lola.json"
+    # in the bf16 mode (autocast semantics: the reference's bf16 / best columns are the comparison);
+    # BENCH_PRECISION=tf32 for LoLa's own training precision, fp32 for the exact path
+    step bench "$lim" 0 "$OUT/bench-lola.log" env LOLA_PRECISION="${BENCH_PRECISION:-bf16}" "$BUNDLE/bench-lola" \
+        --size paper --seconds 2 --rounds 3 --max-seconds "$per" --json "$OUT/bench-lola.json"
     rc=$?
     if [ "$DRY" = 0 ]; then
         nodev_check "$OUT/bench-lola.log"
         ok=$(grep -c '^RESULT .*status=ok' "$OUT/bench-lola.log"); all=$(grep -c '^RESULT ' "$OUT/bench-lola.log")
-        if [ "$rc" = 0 ]; then result bench PASS "$ok of $all workloads measured, --max-seconds $per each"
+        if [ "$rc" = 0 ]; then result bench PASS "$ok of $all workloads measured (LOLA_PRECISION=${BENCH_PRECISION:-bf16}), --max-seconds $per each"
         elif [ "$rc" = 200 ]; then result bench SKIP "no time left"
         else result bench FAIL "$(why $rc); $ok of $all workloads measured"; fi
+    fi
+    # A/B of the switches not yet default, when time is left after the reserve of memcheck: the AE
+    # rows with cuDNN's NHWC layout (LOLA_CONV_LAYOUT=nhwc) and the DiT rows with the flash
+    # attention (LOLA_ATTENTION=flash), both in bf16; compare with the same rows above.
+    if [ "$DRY" = 1 ] || [ "$(left)" -ge 100 ]; then
+        step bench-ab 50 45 "$OUT/bench-lola-ab.log" bash -c "LOLA_PRECISION=bf16 LOLA_CONV_LAYOUT=nhwc '$BUNDLE/bench-lola' \
+            --size paper --seconds 2 --rounds 2 --max-seconds 12 --workload ae-euler,ae-rb; LOLA_PRECISION=bf16 \
+            LOLA_ATTENTION=flash '$BUNDLE/bench-lola' --size paper --seconds 2 --rounds 2 --max-seconds 12 --workload dit-euler,dit-rb"
+        [ "$DRY" = 0 ] && result bench-ab INFO "$(grep -c '^RESULT .*status=ok' "$OUT/bench-lola-ab.log") A/B rows (nhwc AE, flash DiT) in bench-lola-ab.log"
     fi
 fi
 
@@ -412,6 +425,10 @@ fi
 if [ -f "$OUT/bench-lola.log" ]; then
     note "== bench-lola (bench-lola.log, bench-lola.json)"
     grep -E '^RESULT|^error|^HINT' "$OUT/bench-lola.log" | awk '!seen[$0]++' | tee -a "$OUT/summary.txt"
+fi
+if [ -f "$OUT/bench-lola-ab.log" ]; then
+    note "== bench-lola A/B: LOLA_CONV_LAYOUT=nhwc (ae rows), LOLA_ATTENTION=flash (dit rows), bf16"
+    grep -E '^RESULT|^error|^HINT' "$OUT/bench-lola-ab.log" | awk '!seen[$0]++' | tee -a "$OUT/summary.txt"
 fi
 if [ -f "$OUT/memcheck.log" ]; then
     note "== memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"

@@ -724,7 +724,8 @@ static int test_conv_prec(int B, int Cin, int Cout, int H, int W, int K, int pre
     nn_cuda_set_deterministic(0);
     long fb0 = nn_cuda_precision_fallback_calls();
     char tag[160], name[256];
-    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d [%s]", B, Cin, Cout, H, W, K, nn_cuda_precision_name(prec));
+    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d [%s%s]", B, Cin, Cout, H, W, K, nn_cuda_precision_name(prec),
+             prec == NN_PREC_BF16 && nn_cuda_conv_layout() == NN_CONV_NHWC ? " nhwc" : "");
     int bf = prec == NN_PREC_BF16, HW = H * W;
     double eta = prec_eta(prec), rt = 1.0 / 1024.0; // rt: tf32 truncation mean (also a bf16 -> tf32 fallback)
     size_t nx = (size_t)B * Cin * HW, ny = (size_t)B * Cout * HW, nw = (size_t)Cout * Cin * K * K;
@@ -807,8 +808,8 @@ static void test_conv_offset(int prec) {
     conv2d_backward(dx.g + 1, dw.g + 1, db.g + 1, go.g + 1, x.g + 1, w.g + 1, B, Cin, Cout, H, W, K);
     double a = prec == NN_PREC_BF16 ? 1e-2 : CA, r = prec == NN_PREC_BF16 ? 1.0 / 128 : CR;
     char tag[128], name[224];
-    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d, every pointer at float offset 1 [%s]", B, Cin, Cout, H, W, K,
-             nn_cuda_precision_name(prec));
+    snprintf(tag, sizeof tag, "B=%d %d->%d %dx%d K=%d, every pointer at float offset 1 [%s%s]", B, Cin, Cout, H, W, K,
+             nn_cuda_precision_name(prec), prec == NN_PREC_BF16 && nn_cuda_conv_layout() == NN_CONV_NHWC ? " nhwc" : "");
     snprintf(name, sizeof name, "conv2d_forward out %s", tag);
     cmp(name, y, a, r);
     snprintf(name, sizeof name, "conv2d_backward dx %s", tag);
@@ -862,6 +863,22 @@ static void test_conv(int big) {
     if (!selfcheck)
         CHECK(bf16_ran > 0, "cuDNN ran bf16 convolutions (%d of %d shapes; the rest took the fp32 path)", bf16_ran,
               bf16_cases);
+    // The same bf16 convolutions through cuDNN's NHWC layout (LOLA_CONV_LAYOUT=nhwc: transposing
+    // casts, KRSC weights), with 1x1 and odd sizes among the shapes, and every pointer misaligned.
+    nn_cuda_set_conv_layout(NN_CONV_NHWC);
+    long pf1 = nn_cuda_precision_fallback_calls();
+    int nhwc_ran = 0, nhwc_cases = 0;
+    for (int s = 0; s < ns; s++) {
+        int *S = shapes[s];
+        nhwc_ran += test_conv_prec(S[0], S[1], S[2], S[3], S[4], S[5], NN_PREC_BF16), nhwc_cases++;
+    }
+    nhwc_ran += test_conv_prec(2, 64, 64, big ? 128 : 32, big ? 128 : 32, 3, NN_PREC_BF16), nhwc_cases++;
+    test_conv_offset(NN_PREC_BF16);
+    nn_cuda_set_conv_layout(NN_CONV_NCHW);
+    printf("# conv nhwc: bf16 ran on cuDNN for %d of %d shapes; %ld calls fell back to the fp32 path\n", nhwc_ran,
+           nhwc_cases, nn_cuda_precision_fallback_calls() - pf1);
+    if (!selfcheck)
+        CHECK(nhwc_ran > 0, "cuDNN ran NHWC bf16 convolutions (%d of %d shapes)", nhwc_ran, nhwc_cases);
 }
 
 // ---------------------------------------------------------------------------------------------
