@@ -88,6 +88,47 @@ static void mpi_abort_hook(int code) {
     if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
 }
 
+// The environment switches that change a backend's arithmetic or memory layout (cuda/README.md,
+// README "GPU switches"). Ranks that disagree would average gradients of different computations,
+// so dist_init refuses them.
+static const char *const rank_switches[] = {"LOLA_PRECISION", "LOLA_TF32",  "LOLA_ACTIVATIONS",  "LOLA_GEMM",
+                                            "LOLA_ATTENTION", "LOLA_CONV",  "LOLA_CONV_LAYOUT",  "LOLA_DETERMINISTIC",
+                                            "LOLA_BF16_CACHE"};
+#define N_RANK_SWITCHES ((int)(sizeof rank_switches / sizeof rank_switches[0]))
+#define SWITCH_VALUE_MAX 64
+
+// Dies (on every rank) when the switches above differ between ranks, naming the first variable,
+// a rank and its value and rank 0's. A collective: every rank calls it from dist_init.
+static void check_rank_switches(void) {
+    char mine[N_RANK_SWITCHES][SWITCH_VALUE_MAX];
+    uint64_t h = 1469598103934665603ull; // FNV-1a over "VAR=value\n" for every switch
+    for (int i = 0; i < N_RANK_SWITCHES; i++) {
+        const char *v = getenv(rank_switches[i]);
+        snprintf(mine[i], SWITCH_VALUE_MAX, "%s", v ? v : "(unset)");
+        char line[SWITCH_VALUE_MAX + 64];
+        snprintf(line, sizeof line, "%s=%s\n", rank_switches[i], v ? v : "");
+        for (const char *c = line; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    }
+    uint64_t lo = h, hi = h;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD));
+    if (lo == hi) return;
+    char *all = (char *)lola_calloc((size_t)g_size * sizeof mine, 1);
+    MPI_CHECK(MPI_Allgather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, MPI_COMM_WORLD));
+    for (int r = 1; r < g_size; r++)
+        for (int i = 0; i < N_RANK_SWITCHES; i++) {
+            const char *v0 = all + (size_t)i * SWITCH_VALUE_MAX;
+            const char *vr = all + (size_t)r * sizeof mine + (size_t)i * SWITCH_VALUE_MAX;
+            if (strcmp(v0, vr))
+                lola_die_hint("export the same LOLA_* switches to every rank (e.g. in the sbatch script, before srun)",
+                              "environment variable %s differs between ranks: rank %d has '%s', rank 0 has '%s' (the "
+                              "ranks would average gradients of different computations)",
+                              rank_switches[i], r, vr, v0);
+        }
+    lola_die("the LOLA_* switches differ between ranks (hashes %llx / %llx), but no value differs in its first %d "
+             "characters", (unsigned long long)lo, (unsigned long long)hi, SWITCH_VALUE_MAX - 1);
+}
+
 void dist_init(int *argc, char ***argv) {
     int init = 0;
     MPI_Initialized(&init);
@@ -120,6 +161,7 @@ void dist_init(int *argc, char ***argv) {
                       "MPI sees 1 rank but the launcher started %d tasks (%s=%d): the launcher and the MPI "
                       "library do not talk (srun without PMI/PMIx support?); every task would run the "
                       "whole job on its own", launched, var, launched);
+    check_rank_switches();
 }
 
 void dist_finalize(void) {

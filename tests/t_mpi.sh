@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # t_mpi.sh: mpi/dist under a real launcher and in a serial build.
 #  - mpirun -np 2 and -np 3: every collective agrees with its closed form (test_dist);
+#  - the LOLA_* arithmetic switches differ between ranks: the job refuses to start, naming them;
 #  - one rank dies (lola_die) while the other waits in an all-reduce: the job ends quickly and
 #    non-zero (MPI_Abort), not a hang (timeout);
 #  - an MPI error (bad broadcast root) is decoded with MPI_Error_string and ends the job;
@@ -56,6 +57,16 @@ else
             fail "mpirun -np $np test_dist: exit $rc"; head -20 "$tmp/out" | sed 's/^/    /'
         fi
     done
+
+    # the arithmetic switches must agree between ranks (dist_init refuses a mix)
+    run "${M[@]}" -np 2 bash -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then export LOLA_ACTIVATIONS=bf16; fi; exec "$@"' x "$T"
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "LOLA_ACTIVATIONS differs between ranks: rank 1 has 'bf16', rank 0 has '(unset)'" "$tmp/out"; then
+        pass "LOLA_ACTIVATIONS set on rank 1 only: the job refuses to start, naming the variable and both values (exit $rc)"
+    else
+        fail "a LOLA_* switch differing between ranks: exit $rc"; head -10 "$tmp/out" | sed 's/^/    /'
+    fi
+    run env LOLA_PRECISION=fp32 LOLA_TEST_ONE_NODE=1 "${M[@]}" -np 2 -x LOLA_PRECISION "$T"
+    [ $rc -eq 0 ] && pass "the same LOLA_PRECISION on every rank starts normally" || { fail "equal switches on 2 ranks: exit $rc"; head -10 "$tmp/out" | sed 's/^/    /'; }
 
     run "${M[@]}" -np 2 "$T" abort
     if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q 'intentional failure on rank 1' "$tmp/out" \
