@@ -277,6 +277,27 @@ static int collect_algos(const Perf *perf, int n, int det, int tf32, int bf16, s
     return d->n;
 }
 
+// The workspace of each candidate under the math type it will run with: cuDNN's perf entries give
+// the size for the entry's own math type, and fp32 plans run every entry with FMA_MATH. Takes the
+// larger of the two; drops candidates that then exceed the limit. Returns how many are left.
+template <typename Q>
+static int requery_workspace(ConvPlan *p, ConvDir *d, size_t limit, Q query) {
+    int k = 0;
+    for (int i = 0; i < d->n; i++) {
+        ConvCand c = d->c[i];
+        size_t sz = 0;
+        if (cudnnSetConvolutionMathType(p->cd, c.math) == CUDNN_STATUS_SUCCESS && query(c.algo, &sz) == CUDNN_STATUS_SUCCESS &&
+            sz > c.ws)
+            c.ws = sz;
+        if (c.ws <= limit) d->c[k++] = c;
+    }
+    d->n = k;
+    d->cur = 0;
+    // back to the plan's math type: the next direction's heuristics query runs with it
+    cudnnSetConvolutionMathType(p->cd, p->tf32 || p->bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
+    return k;
+}
+
 static void plan_build(ConvPlan *p) {
     cudnnHandle_t h = lcu_cudnn();
     if (!h) {
@@ -318,7 +339,10 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "forward algorithm heuristics",
                     cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd, p->yd,
                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_FWD])) {
+        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_FWD]) ||
+            !requery_workspace(p, &p->dir[DIR_FWD], limit, [&](int a, size_t *sz) {
+                return cudnnGetConvolutionForwardWorkspaceSize(h, p->xd, p->wd, p->cd, p->yd, (cudnnConvolutionFwdAlgo_t)a, sz);
+            })) {
             plan_fail(p, "forward algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -333,7 +357,11 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-data algorithm heuristics",
                     cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd, p->xd,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_DATA])) {
+        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_DATA]) ||
+            !requery_workspace(p, &p->dir[DIR_DATA], limit, [&](int a, size_t *sz) {
+                return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->wd, p->yd, p->cd, p->xd,
+                                                                    (cudnnConvolutionBwdDataAlgo_t)a, sz);
+            })) {
             plan_fail(p, "backward-data algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }
@@ -348,7 +376,11 @@ static void plan_build(ConvPlan *p) {
             TRY_DNN(p, "backward-filter algorithm heuristics",
                     cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd, p->wd,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_FILTER])) {
+        if (!collect_algos(perf, got, p->det, tensor_ops, p->bf16, limit, &p->dir[DIR_FILTER]) ||
+            !requery_workspace(p, &p->dir[DIR_FILTER], limit, [&](int a, size_t *sz) {
+                return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->xd, p->yd, p->cd, p->wd,
+                                                                      (cudnnConvolutionBwdFilterAlgo_t)a, sz);
+            })) {
             plan_fail(p, "backward-filter algorithm choice", CUDNN_STATUS_NOT_SUPPORTED);
             return;
         }

@@ -18,6 +18,12 @@
 #      backend (a few seconds once built; ASAN=1 there for the sanitizer build).
 #   4. The PSGD-Kron ops (cuda/psgd.cu) the same way through the `psgd` section (cuBLAS by reference
 #      loops that also check each call's math mode): tests/gpu/psgd_emu/run.sh.
+#   5. The files that call the libraries (conv.cu, linear.cu, lt.cu, attention.cu, precision.cu),
+#      host code and kernels, against mock cuDNN / cuBLAS / cuBLASLt that validate every call and
+#      compute by reference (NCHW and NHWC, fp32 / TF32 / bf16): sections conv (under each cuDNN
+#      failure-injection mode: none, first candidate refused, all refused, misaligned pointers
+#      refused, heuristics failing), linear, attention, bf16_cache, determinism (and linear with no
+#      cuBLASLt algorithm): tests/gpu/kernel_emu/libs.sh (~35 s).
 # Skips (with a line saying why) what this machine cannot build: no nvcc (no selfcheck binary), no
 # C++20 (<barrier> for flash_emu) in the host compiler.
 cd "$(dirname "$0")/.." || exit 2
@@ -64,7 +70,7 @@ int main() { std::barrier<> b(1); b.arrive_and_wait(); }' | "$CXX" -std=c++20 -p
 else
     echo "SKIP flash_emu: $CXX has no C++20 <barrier>"
 fi
-# Steps 3 and 4: test lines get the step's name unless they carry one.
+# Steps 3 to 5: test lines get the step's name unless they carry one.
 emu_step() { # name script log
     local name=$1 script=$2 log=$3 erc sum
     bash "$script" "$B" >"$log" 2>&1
@@ -84,8 +90,11 @@ if [ -x "$S" ] && echo 'int main() { return [&]<int N>() { return N; }.template 
     "$CXX" -std=c++20 -x c++ - -o "$T/probe20" 2>/dev/null; then
     emu_step kernel_emu tests/gpu/kernel_emu/run.sh "$T/kernel_emu.log" "the kernel files (elementwise, bf16, image, transformer, loss)"
     emu_step psgd_emu tests/gpu/psgd_emu/run.sh "$T/psgd_emu.log" "cuda/psgd.cu"
+    emu_step lib_emu tests/gpu/kernel_emu/libs.sh "$T/lib_emu.log" \
+        "conv.cu, linear.cu, lt.cu, attention.cu, precision.cu with mock cuDNN / cuBLAS / cuBLASLt"
 else
     echo "SKIP kernel_emu: no selfcheck objects (nvcc) or no C++20 in $CXX"
     echo "SKIP psgd_emu: no selfcheck objects (nvcc) or no C++20 in $CXX"
+    echo "SKIP lib_emu: no selfcheck objects (nvcc) or no C++20 in $CXX"
 fi
 exit $rc

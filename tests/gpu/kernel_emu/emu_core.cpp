@@ -41,7 +41,7 @@ uint64_t emu_hash64(uint64_t z) {
 // ---------------------------------------------------------------------------------------------
 // Errors of the emulated code (undefined behaviour on the device): counted, the first few printed.
 
-static long n_errors = 0, n_bad_launches = 0, n_launches = 0, n_host_ptrs = 0, n_guard_hits = 0;
+static long n_errors = 0, n_bad_launches = 0, n_launches = 0, n_host_ptrs = 0, n_guard_hits = 0, n_api_errors = 0;
 static const char *cur_kernel = "(host code)";
 bool emu_quiet = false;  // selftest.cu: the errors it plants are counted, not printed
 bool emu_report = true;  // selftest.cu: no report at exit
@@ -53,6 +53,20 @@ __attribute__((format(printf, 2, 3))) static void emu_error(long *counter, const
     va_list ap;
     va_start(ap, fmt);
     fprintf(stdout, "  emu: ");
+    vfprintf(stdout, fmt, ap);
+    fprintf(stdout, "\n");
+    va_end(ap);
+    fflush(stdout);
+}
+
+// Misuse of a library API (emu_cublas.cpp, emu_cudnn.cpp, emu_cublaslt.cpp).
+void emu_api_error(const char *fmt, ...) {
+    static long printed = 0;
+    n_api_errors++;
+    if (emu_quiet || ++printed > 40) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stdout, "  emu: API misuse: ");
     vfprintf(stdout, fmt, ap);
     fprintf(stdout, "\n");
     va_end(ap);
@@ -537,8 +551,13 @@ extern "C" float *nn_alloc(size_t n) {
     snprintf(what, sizeof what, "an nn_alloc buffer of %zu floats", n);
     return (float *)emu_dev_alloc(n * sizeof(float), 0, what);
 }
+// memory.cu's nn_free tells the bf16 weight cache (precision.cu, when emulated) first.
+void lcu_note_free(const void *p, size_t bytes) __attribute__((weak));
 extern "C" void nn_free(float *p) {
-    if (p) emu_dev_free(p, "nn_free");
+    if (!p) return;
+    auto it = regions.find((uintptr_t)p);
+    if (it != regions.end() && lcu_note_free) lcu_note_free(p, it->second.bytes);
+    emu_dev_free(p, "nn_free");
 }
 extern "C" size_t nn_bytes_in_use(void) { return dev_bytes; }
 extern "C" size_t nn_bytes_peak(void) { return dev_peak; }
@@ -548,6 +567,7 @@ void emu_check_device_ptr(const void *p, const char *kernel, int arg) {
     emu_error(&n_host_ptrs, "launch of %s: argument %d (%p) is not in device memory (a host pointer, or a freed "
               "buffer: the kernel would fault)", kernel, arg, p);
 }
+bool emu_is_device_range(const void *p, size_t bytes) { return p && find_region(p, bytes); }
 void emu_check_device_range(const void *p, size_t bytes, const char *what) {
     if (find_region(p, bytes)) return;
     emu_error(&n_host_ptrs, "%s: [%p, +%zu bytes) is not inside one device buffer", what, p, bytes);
@@ -737,17 +757,36 @@ void emu_launch_fn(dim3 grid, dim3 block, size_t smem, const char *name, unsigne
 
 // The report's counters (selftest.cu): errors, bad launches, host pointers, guard hits; reset.
 void emu_counters(long c[4]) { c[0] = n_errors, c[1] = n_bad_launches, c[2] = n_host_ptrs, c[3] = n_guard_hits; }
-void emu_reset_counters(void) { n_errors = n_bad_launches = n_host_ptrs = n_guard_hits = 0; }
+void emu_reset_counters(void) { n_errors = n_bad_launches = n_host_ptrs = n_guard_hits = n_api_errors = 0; }
+long emu_api_error_count(void) { return n_api_errors; }
 
 // ---------------------------------------------------------------------------------------------
 // Report: the emulation's own checks as PASS / FAIL lines (tests/test.h style), when the program
-// ends. EMU_REQUIRE (comma-separated) adds: cublas (cuBLAS calls happened, none in a math mode nn.h
+// ends. Always: launch limits, synchronisation errors, pointers, guard bands, library API misuse.
+// EMU_REQUIRE (comma-separated) adds: cublas (cuBLAS calls happened, none in a math mode nn.h
 // does not allow), tf32 (SGEMMs ran in TF32 mode), params (lcu_note_params and lcu_note_write were
-// called); EMU_COVER (comma-separated file names, e.g. elementwise.cu) requires that every kernel of
-// those files was launched.
+// called), gemm (GEMMs through cuBLAS: fp32 and bf16 GemmEx), batched (strided-batched GEMMs), lt (cuBLASLt matmuls
+// with the bias and bias-gradient epilogues, in exact fp32, TF32 and bf16; with EMU_LT_FAIL set:
+// none), cudnn (cuDNN ran every direction, and in bf16 and TF32 and NHWC, unless EMU_CUDNN_FAIL
+// makes every call fail: then none ran; no misaligned filter pointer reached cuDNN, no
+// non-deterministic algorithm ran in deterministic mode, no non-GEMM algorithm with reduced
+// precision; with EMU_CUDNN_FAIL=first every refused direction recovered on another algorithm);
+// EMU_COVER (comma-separated file names, e.g. elementwise.cu, or kernel names) requires that every
+// kernel of those files, and every kernel named, was launched.
 
 void emu_cublas_stats(long *bad_mode, long *tf32_gemms, long *calls);
+void emu_cublas_gemm_stats(long *gemms, long *bf16_gemms, long *batched);
 void emu_note_stats(long *params_calls, long *write_calls);
+struct EmuDnnStats {
+    long runs[3], injected, unsupported, walign, nondet_det, nongemm_reduced, tf32, bf16, nhwc, heuristics;
+    long refused_keys, recovered_keys;
+    const char *mode;
+};
+void emu_cudnn_stats(EmuDnnStats *s);
+struct EmuLtStats {
+    long heuristics, matmuls, bias, bgradb, bgrada, tf32, bf16, exact, slow;
+};
+void emu_lt_stats(EmuLtStats *s);
 
 static bool listed(const char *list, const char *name) {
     if (!list) return false;
@@ -777,6 +816,10 @@ static void report(void) {
     printf("%s %s: %ld kernel arguments / copies where device memory was expected and is not (or the "
            "reverse)\n", n_host_ptrs ? "FAIL" : "PASS", tag, n_host_ptrs);
     bad |= n_host_ptrs != 0;
+    printf("%s %s: %ld library calls with invalid arguments (cuBLAS / cuBLASLt / cuDNN: sizes, leading "
+           "dimensions, descriptors, operands outside device memory, overlaps, workspaces, alignment promises)\n",
+           n_api_errors ? "FAIL" : "PASS", tag, n_api_errors);
+    bad |= n_api_errors != 0;
 #ifdef EMU_ASAN
     printf("PASS %s: %ld device allocations, guard bands poisoned for AddressSanitizer\n", tag, n_allocs);
 #else
@@ -789,7 +832,7 @@ static void report(void) {
         std::string missing;
         long nk = 0;
         for (auto &kv : kernels)
-            if (listed(cover, kv.second.file.c_str())) {
+            if (listed(cover, kv.second.file.c_str()) || listed(cover, kv.first.c_str())) {
                 nk++;
                 if (!kv.second.launches) missing += " " + kv.first;
             }
@@ -814,6 +857,59 @@ static void report(void) {
         printf("%s %s: lcu_note_params called %ld times, lcu_note_write %ld times (bf16 weight cache "
                "bookkeeping)\n", params && writes ? "PASS" : "FAIL", tag, params, writes);
         bad |= !params || !writes;
+    }
+    auto line = [&](bool ok, const char *fmt, auto... a) {
+        printf("%s %s: ", ok ? "PASS" : "FAIL", tag);
+        printf(fmt, a...);
+        printf("\n");
+        bad |= !ok;
+    };
+    if (listed(req, "gemm")) {
+        long g, gb, gs;
+        emu_cublas_gemm_stats(&g, &gb, &gs);
+        line(g > 0 && gb > 0, "%ld cuBLAS GEMMs, %ld of them with bf16 operands (GemmEx), %ld strided-batched", g,
+             gb, gs);
+    }
+    if (listed(req, "batched")) {
+        long g, gb, gs;
+        emu_cublas_gemm_stats(&g, &gb, &gs);
+        line(gs > 0, "%ld strided-batched cuBLAS GEMMs (of %ld)", gs, g);
+    }
+    if (listed(req, "lt")) {
+        EmuLtStats L;
+        emu_lt_stats(&L);
+        const char *f = getenv("EMU_LT_FAIL");
+        if (f && *f && strcmp(f, "none"))
+            line(L.matmuls == 0, "cuBLASLt refused by EMU_LT_FAIL=%s: %ld heuristics asked, %ld matmuls ran (0 "
+                 "expected: the cuBLAS fallback did the work)", f, L.heuristics, L.matmuls);
+        else
+            line(L.matmuls > 0 && L.bias > 0 && L.bgradb > 0 && L.tf32 > 0 && L.bf16 > 0 && L.exact > 0,
+                 "%ld cuBLASLt matmuls (%ld with the bias epilogue, %ld bias-gradient BGRADB, %ld BGRADA; exact fp32 "
+                 "%ld, TF32 %ld, bf16 %ld; %ld on the element-aligned algorithm); %ld heuristics", L.matmuls, L.bias,
+                 L.bgradb, L.bgrada, L.exact, L.tf32, L.bf16, L.slow, L.heuristics);
+    }
+    if (listed(req, "cudnn")) {
+        EmuDnnStats D;
+        emu_cudnn_stats(&D);
+        bool none_ok = strstr(D.mode, "all") || strstr(D.mode, "plan") || strstr(D.mode, "nohandle");
+        long r0 = D.runs[0], r1 = D.runs[1], r2 = D.runs[2];
+        if (none_ok)
+            line(r0 + r1 + r2 == 0, "EMU_CUDNN_FAIL=%s: no cuDNN convolution ran (%ld injected refusals, %ld "
+                 "heuristic calls): the fallbacks did the work", D.mode, D.injected, D.heuristics);
+        else
+            line(r0 > 0 && r1 > 0 && r2 > 0 && D.bf16 > 0 && D.tf32 > 0 && D.nhwc > 0,
+                 "cuDNN ran %ld forward, %ld backward-data, %ld backward-filter convolutions (%ld bf16, %ld TF32, "
+                 "%ld NHWC; EMU_CUDNN_FAIL=%s: %ld injected refusals, %ld calls of unsupported algorithms)", r0, r1,
+                 r2, D.bf16, D.tf32, D.nhwc, D.mode, D.injected, D.unsupported);
+        line(D.walign == 0, "%ld cuDNN calls got a filter / filter-gradient pointer not 16-byte aligned (conv.cu "
+             "copies misaligned weights to an aligned slot)", D.walign);
+        line(D.nondet_det == 0, "%ld non-deterministic cuDNN algorithms ran in deterministic mode", D.nondet_det);
+        line(D.nongemm_reduced == 0, "%ld non-GEMM cuDNN algorithms (FFT, Winograd) ran with TF32 / bf16 operands",
+             D.nongemm_reduced);
+        if (strstr(D.mode, "first"))
+            line(D.refused_keys > 0 && D.recovered_keys == D.refused_keys, "EMU_CUDNN_FAIL=first: %ld of %ld "
+                 "refused (descriptor, direction) pairs recovered on the next candidate", D.recovered_keys,
+                 D.refused_keys);
     }
     fflush(stdout);
     if (bad) _exit(1);
